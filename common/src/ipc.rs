@@ -370,6 +370,15 @@ pub fn encode_response(call: &CallId, response: &impl Message, out: &mut Vec<u8>
     finish_frame(out, start);
 }
 
+/// Appends a SUCCESS response frame around an already-encoded response message.
+pub fn encode_response_bytes(call: &CallId, response: &[u8], out: &mut Vec<u8>) {
+    let start = begin_frame(out);
+    put_delimited(&call.response_header(RpcStatusProto::Success), out);
+    prost::encode_length_delimiter(response.len(), out).expect("Vec<u8> grows as needed");
+    out.extend_from_slice(response);
+    finish_frame(out, start);
+}
+
 /// Appends an ERROR (or FATAL) response frame: the header only, nothing after it.
 pub fn encode_error(call: &CallId, error: &RemoteError, fatal: bool, out: &mut Vec<u8>) {
     let status = if fatal { RpcStatusProto::Fatal } else { RpcStatusProto::Error };
