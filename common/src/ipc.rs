@@ -269,6 +269,34 @@ impl ClientFrame {
     }
 }
 
+impl ClientFrame {
+    /// Appends the frame with its length prefix: the inverse of [`ClientFrame::decode`].
+    /// Unlike [`encode_call`] and [`encode_connection_context`], it writes whatever the
+    /// header holds, so a client can send what Java sends (retryCount 0 plus
+    /// callerContext "CLI") or snakebite does (retryCount -1 on calls).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = begin_frame(out);
+        match self {
+            ClientFrame::ConnectionContext { header, context } => {
+                put_delimited(header, out);
+                put_delimited(context, out);
+            }
+            ClientFrame::Ping { header } => put_delimited(header, out),
+            ClientFrame::Sasl { header, message } => {
+                put_delimited(header, out);
+                put_delimited(message, out);
+            }
+            ClientFrame::Call { header, request, payload } => {
+                put_delimited(header, out);
+                put_delimited(request, out);
+                prost::encode_length_delimiter(payload.len(), out).expect("Vec<u8> grows as needed");
+                out.extend_from_slice(payload);
+            }
+        }
+        finish_frame(out, start);
+    }
+}
+
 /// An exception to send back to a client: the exact Java class name, its message, and
 /// the RPC error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
