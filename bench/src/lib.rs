@@ -1,1 +1,13 @@
-//! placeholder
+//! ringfs-bench: how fast ringfs is on this machine, how close to what the machine can do,
+//! and how much the io_uring datanode engine buys over the threads engine.
+//!
+//! The harness measures the machine's ceilings itself ([`ceilings`]), then drives a cluster
+//! (spawned by [`cluster`] or given by URI) through the data-path, metadata, memory and
+//! restart scenarios, and writes a table, `results.json`, `report.md` and SVG plots
+//! ([`report`], [`plots`]).
+
+#![forbid(unsafe_code)]
+
+pub mod ceilings;
+pub mod progress;
+pub mod stats;
