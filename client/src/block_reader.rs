@@ -1,0 +1,221 @@
+//! READ_BLOCK: streams a byte range of one replica, verifying each packet's chunk
+//! checksums before handing out its bytes.
+//!
+//! ```text
+//! client -> DN   version 28 | op 81 | OpReadBlockProto{offset, len}
+//! DN -> client   BlockOpResponseProto{SUCCESS, readOpChecksumInfo{checksum, chunkOffset}}
+//! DN -> client   packets seqno 0, 1, ... from chunkOffset through the chunk holding the
+//!                last requested byte, then one empty packet with lastPacketInBlock
+//! client -> DN   ClientReadStatusProto{CHECKSUM_OK when verified, else SUCCESS}
+//! ```
+
+use ringfs_common::checksum::{ChecksumKind, DataChecksum};
+use ringfs_common::dtp::{OpRequest, PacketLayout};
+use ringfs_common::proto::common::TokenProto;
+use ringfs_common::proto::hdfs::{ClientReadStatusProto, ExtendedBlockProto, OpReadBlockProto, Status};
+
+use crate::datanode::{self, client_header, DnReader, DnWriter};
+use crate::error::{DfsError, Result};
+
+/// One READ_BLOCK stream.
+pub struct BlockReader {
+    reader: DnReader,
+    writer: DnWriter,
+    block_id: u64,
+    checksum: DataChecksum,
+    verify_checksum: bool,
+    /// Offset in the block of the next byte handed out.
+    position: u64,
+    /// Offset in the block just past the last requested byte.
+    end: u64,
+    next_seqno: i64,
+    /// offsetInBlock the next packet must carry.
+    next_packet_offset: u64,
+    /// The packet being handed out and how many of its data bytes are used up.
+    current: Option<(PacketLayout, usize)>,
+    finished: bool,
+}
+
+/// Parameters of one READ_BLOCK.
+pub struct ReadBlockRequest<'a> {
+    pub addr: &'a str,
+    pub block: &'a ExtendedBlockProto,
+    pub token: &'a TokenProto,
+    pub client_name: &'a str,
+    /// Offset in the block of the first byte wanted.
+    pub offset: u64,
+    /// Bytes wanted; the range must lie within the replica.
+    pub len: u64,
+    pub verify_checksum: bool,
+}
+
+impl BlockReader {
+    /// Connects, sends READ_BLOCK and checks the datanode's answer.
+    pub async fn open(request: ReadBlockRequest<'_>) -> Result<BlockReader> {
+        assert!(request.len > 0, "empty reads never reach a datanode");
+        let (mut reader, mut writer) = datanode::connect(request.addr).await?;
+        let op = OpReadBlockProto {
+            header: client_header(request.block, request.token, request.client_name),
+            offset: request.offset,
+            len: request.len,
+            send_checksums: Some(true),
+            caching_strategy: None,
+        };
+        writer.send_op(&OpRequest::ReadBlock(op)).await?;
+        let response = reader.read_op_response("READ_BLOCK").await?;
+        let node = request.addr;
+        let sequence_err = |reason: String| DfsError::DatanodeSequence { node: node.to_string(), reason };
+        let info = response
+            .read_op_checksum_info
+            .ok_or_else(|| sequence_err("READ_BLOCK answer lacks readOpChecksumInfo".to_string()))?;
+        let kind = ChecksumKind::from_proto(info.checksum.r#type)
+            .ok_or_else(|| sequence_err(format!("unknown checksum type {}", info.checksum.r#type)))?;
+        let checksum = DataChecksum::new(kind, info.checksum.bytes_per_checksum).map_err(|source| {
+            DfsError::Checksum { block_id: request.block.block_id, node: node.to_string(), source }
+        })?;
+        let chunk_offset = info.chunk_offset;
+        // Java's rule: the read starts at the chunk holding `offset`, never after it.
+        if chunk_offset > request.offset
+            || request.offset - chunk_offset >= u64::from(checksum.bytes_per_checksum)
+        {
+            return Err(sequence_err(format!(
+                "chunkOffset {chunk_offset} does not start the chunk holding offset {}",
+                request.offset
+            )));
+        }
+        Ok(BlockReader {
+            reader,
+            writer,
+            block_id: request.block.block_id,
+            checksum,
+            verify_checksum: request.verify_checksum && kind != ChecksumKind::Null,
+            position: request.offset,
+            end: request.offset + request.len,
+            next_seqno: 0,
+            next_packet_offset: chunk_offset,
+            current: None,
+            finished: false,
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        self.reader.node()
+    }
+
+    /// Bytes of the requested range not yet handed out.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.position
+    }
+
+    /// Copies up to `out.len()` bytes of the range into `out`; 0 once it is all read (at
+    /// which point the read status has been sent).
+    pub async fn read(&mut self, out: &mut [u8]) -> Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.position == self.end {
+            self.finish().await?;
+            return Ok(0);
+        }
+        if self.current.is_none() {
+            self.current = Some((self.next_data_packet().await?, 0));
+        }
+        let (layout, used) = self.current.as_mut().expect("a packet is current");
+        let packet_offset = layout.header.offset_in_block as u64;
+        let skip = (self.position - packet_offset) as usize;
+        debug_assert!(skip >= *used);
+        *used = skip;
+        let available = layout.data_len - skip;
+        let wanted = (self.end - self.position).min(out.len() as u64) as usize;
+        let count = available.min(wanted);
+        let (_, data) = self.reader.packet_parts(layout);
+        out[..count].copy_from_slice(&data[skip..skip + count]);
+        self.position += count as u64;
+        *used += count;
+        let layout = *layout;
+        if *used == layout.data_len || self.position == self.end {
+            self.reader.consume(&layout);
+            self.current = None;
+        }
+        Ok(count)
+    }
+
+    /// Fills `out` completely from the range.
+    pub async fn read_exact(&mut self, mut out: &mut [u8]) -> Result<()> {
+        while !out.is_empty() {
+            let count = self.read(out).await?;
+            if count == 0 {
+                return Err(self.sequence_err(format!("range ended {} bytes early", out.len())));
+            }
+            out = &mut out[count..];
+        }
+        Ok(())
+    }
+
+    fn sequence_err(&self, reason: String) -> DfsError {
+        DfsError::DatanodeSequence { node: self.reader.node().to_string(), reason }
+    }
+
+    async fn next_data_packet(&mut self) -> Result<PacketLayout> {
+        let layout = self.reader.next_packet(Some(self.checksum)).await?;
+        let header = layout.header;
+        if header.seqno != self.next_seqno {
+            return Err(self.sequence_err(format!(
+                "expected packet seqno {} but received {}",
+                self.next_seqno, header.seqno
+            )));
+        }
+        if header.offset_in_block < 0 || header.offset_in_block as u64 != self.next_packet_offset {
+            return Err(self.sequence_err(format!(
+                "packet {} starts at block offset {}, expected {}",
+                header.seqno, header.offset_in_block, self.next_packet_offset
+            )));
+        }
+        if layout.data_len == 0 {
+            return Err(self.sequence_err(format!(
+                "empty packet {} at block offset {} before the requested end {}",
+                header.seqno, header.offset_in_block, self.end
+            )));
+        }
+        if self.verify_checksum {
+            let (checksums, data) = self.reader.packet_parts(&layout);
+            if let Err(source) = self.checksum.verify(data, checksums, header.offset_in_block as u64) {
+                return Err(DfsError::Checksum {
+                    block_id: self.block_id,
+                    node: self.reader.node().to_string(),
+                    source,
+                });
+            }
+        }
+        self.next_seqno += 1;
+        self.next_packet_offset += layout.data_len as u64;
+        Ok(layout)
+    }
+
+    /// Reads the empty end-of-read packet and sends the client read status, leaving the
+    /// datanode free to reuse or close the connection.
+    pub async fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        if self.position != self.end {
+            return Err(self.sequence_err("finish() before the requested range was read".to_string()));
+        }
+        if let Some((layout, _)) = self.current.take() {
+            self.reader.consume(&layout);
+        }
+        let layout = self.reader.next_packet(Some(self.checksum)).await?;
+        if !layout.header.last_packet_in_block || layout.data_len != 0 {
+            return Err(self.sequence_err(format!(
+                "expected the empty end-of-read packet, got seqno {} with {} bytes",
+                layout.header.seqno, layout.data_len
+            )));
+        }
+        self.reader.consume(&layout);
+        let status = if self.verify_checksum { Status::ChecksumOk } else { Status::Success };
+        self.writer.send_delimited(&ClientReadStatusProto { status: status as i32 }).await?;
+        self.writer.shutdown().await;
+        self.finished = true;
+        Ok(())
+    }
+}
