@@ -7,6 +7,7 @@
 pub mod checksum;
 pub mod conf;
 pub mod dtp;
+pub mod fuzzing;
 pub mod ipc;
 pub mod limits;
 pub mod path;
