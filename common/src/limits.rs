@@ -67,5 +67,5 @@ pub const HEARTBEAT_SEQNO: i64 = -1;
 pub const UNKNOWN_SEQNO: i64 = -2;
 
 const _: () = assert!(PACKET_HEADER_SIZE_MAX < PACKET_SIZE_MAX);
-const _: () = assert!(READ_PACKET_DATA_SIZE % BYTES_PER_CHECKSUM as usize == 0);
-const _: () = assert!(WRITE_PACKET_DATA_SIZE % BYTES_PER_CHECKSUM as usize == 0);
+const _: () = assert!(READ_PACKET_DATA_SIZE.is_multiple_of(BYTES_PER_CHECKSUM as usize));
+const _: () = assert!(WRITE_PACKET_DATA_SIZE.is_multiple_of(BYTES_PER_CHECKSUM as usize));
