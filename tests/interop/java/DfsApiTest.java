@@ -344,8 +344,9 @@ public class DfsApiTest {
             expect(node.getRemaining() > 0, "remaining > 0 for " + node.getXferAddr());
             expect(node.getDfsUsed() >= 0, "dfsUsed >= 0");
         }
-        long[] stats = fs.getClient().getStats();
-        expect(stats[0] > 0, "getStats capacity > 0, saw " + stats[0]);
+        org.apache.hadoop.fs.FsStatus status = fs.getStatus();
+        expect(status.getCapacity() > 0, "getStatus capacity > 0, saw " + status.getCapacity());
+        expect(status.getRemaining() > 0, "getStatus remaining > 0, saw " + status.getRemaining());
     }
 
     static void safeMode(DistributedFileSystem fs) throws Exception {
