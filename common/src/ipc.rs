@@ -177,14 +177,13 @@ pub fn take_delimited<M: Message + Default>(
     what: &'static str,
     size_max: usize,
 ) -> Result<M, IpcError> {
-    let available = body.len();
     let size =
         prost::decode_length_delimiter(&mut *body).map_err(|source| IpcError::Decode { what, source })?;
     if size > size_max {
         return Err(IpcError::MessageTooLarge { what, size, max: size_max });
     }
     if body.len() < size {
-        return Err(IpcError::Truncated { what, needed: size, available });
+        return Err(IpcError::Truncated { what, needed: size, available: body.len() });
     }
     let message = body.split_to(size);
     M::decode(message).map_err(|source| IpcError::Decode { what, source })
@@ -197,14 +196,13 @@ pub fn take_delimited_bytes(
     what: &'static str,
     size_max: usize,
 ) -> Result<Bytes, IpcError> {
-    let available = body.len();
     let size =
         prost::decode_length_delimiter(&mut *body).map_err(|source| IpcError::Decode { what, source })?;
     if size > size_max {
         return Err(IpcError::MessageTooLarge { what, size, max: size_max });
     }
     if body.len() < size {
-        return Err(IpcError::Truncated { what, needed: size, available });
+        return Err(IpcError::Truncated { what, needed: size, available: body.len() });
     }
     Ok(body.split_to(size))
 }
