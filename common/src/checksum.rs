@@ -201,10 +201,11 @@ impl MetaHeader {
         [v[0], v[1], self.checksum.kind as u8, b[0], b[1], b[2], b[3]]
     }
 
-    /// Length of a meta file covering a block of `block_len` bytes.
+    /// Length of a meta file covering a block of `block_len` bytes. Saturates at
+    /// `u64::MAX` for lengths no file can have (a client may claim any u64).
     pub fn meta_file_len(&self, block_len: u64) -> u64 {
         let chunks = block_len.div_ceil(u64::from(self.checksum.bytes_per_checksum));
-        META_HEADER_SIZE as u64 + chunks * self.checksum.kind.size() as u64
+        chunks.saturating_mul(self.checksum.kind.size() as u64).saturating_add(META_HEADER_SIZE as u64)
     }
 }
 
