@@ -21,8 +21,11 @@ use prost::Message;
 use ringfs_common::checksum::{ChecksumKind, DataChecksum, MetaHeader};
 use ringfs_common::dtp::{self, OpRequest, Packet, PacketHeader};
 use ringfs_common::fuzzing::{self, all_methods, protocol_methods};
-use ringfs_common::ipc::{self, exception, CallId, RemoteError};
-use ringfs_common::proto::common::{rpc_sasl_proto::SaslState, RpcSaslProto, TokenProto};
+use ringfs_common::ipc::{self, exception, CallId, IpcError, RemoteError};
+use ringfs_common::limits::{RPC_FRAME_SIZE_MAX, RPC_HEADER_SIZE_MAX};
+use ringfs_common::proto::common::{
+    rpc_sasl_proto::SaslState, RpcRequestHeaderProto, RpcSaslProto, TokenProto,
+};
 use ringfs_common::proto::hdfs::{self, datanode as dn, Status};
 
 #[global_allocator]
@@ -714,4 +717,44 @@ fn write_seed_corpus() {
     write_rpc_seeds();
     write_meta_seeds();
     write_structured_seeds();
+}
+
+// ---------------------------------------------------------------------------------------
+// What the fuzzers found. Each input is also kept under fuzz/regressions/<target>/.
+
+/// rpc_server, rpc_client (fuzz/regressions/rpc_*/truncated-*): a delimited message cut
+/// short reported its varint prefix among the available bytes, e.g. "needs 5 bytes,
+/// frame has 5" for a 5-byte message with 4 bytes behind its prefix.
+#[test]
+fn truncated_message_error_counts_only_message_bytes() {
+    let short = || Bytes::from_static(&[0x05, 1, 2, 3, 4]);
+    let header = ipc::take_delimited::<RpcRequestHeaderProto>(&mut short(), "header", RPC_HEADER_SIZE_MAX);
+    assert!(
+        matches!(header, Err(IpcError::Truncated { needed: 5, available: 4, .. })),
+        "take_delimited: {header:?}"
+    );
+    let payload = ipc::take_delimited_bytes(&mut short(), "request", RPC_FRAME_SIZE_MAX);
+    assert!(
+        matches!(payload, Err(IpcError::Truncated { needed: 5, available: 4, .. })),
+        "take_delimited_bytes: {payload:?}"
+    );
+    let frame = ipc::ClientFrame::decode(short(), RPC_FRAME_SIZE_MAX);
+    assert!(matches!(frame, Err(IpcError::Truncated { needed: 5, available: 4, .. })), "{frame:?}");
+    let response = ipc::Response::decode(short(), RPC_FRAME_SIZE_MAX);
+    assert!(matches!(response, Err(IpcError::Truncated { needed: 5, available: 4, .. })), "{response:?}");
+}
+
+/// block_meta (fuzz/regressions/block_meta/meta-len-overflow): `meta_file_len` multiplied
+/// past u64 for a block length a client can claim (BLOCK_CHECKSUM's numBytes) with small
+/// chunks: a panic with overflow checks, a wrong length without.
+#[test]
+fn meta_file_len_saturates_instead_of_overflowing() {
+    let one_byte_chunks = MetaHeader { checksum: DataChecksum::new(ChecksumKind::Crc32c, 1).expect("valid") };
+    assert_eq!(one_byte_chunks.meta_file_len(u64::MAX), u64::MAX);
+    assert_eq!(one_byte_chunks.meta_file_len(i64::MAX as u64), u64::MAX);
+    assert_eq!(one_byte_chunks.meta_file_len(10), 7 + 10 * 4);
+    let default = MetaHeader { checksum: DataChecksum::CRC32C_512 };
+    assert_eq!(default.meta_file_len(0), 7);
+    assert_eq!(default.meta_file_len(1025), 7 + 3 * 4);
+    assert_eq!(default.meta_file_len(u64::MAX), 7 + u64::MAX.div_ceil(512) * 4);
 }

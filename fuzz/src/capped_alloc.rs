@@ -7,6 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Once;
 
 /// Forwards to the system allocator after checking the size against [`LIMIT`].
 pub struct CappedAllocator;
@@ -31,12 +32,25 @@ pub fn take_excess() -> Option<usize> {
     Some(EXCESS.swap(0, Ordering::SeqCst)).filter(|&size| size > 0)
 }
 
-/// Runs `f` with single allocations capped at `limit` bytes.
+/// Runs `f` with single allocations capped at `limit` bytes. A panic lifts the cap
+/// while it is reported (backtraces load debug info) and restores it as it unwinds.
 pub fn with_allocation_limit<R>(limit: usize, f: impl FnOnce() -> R) -> R {
-    let previous = LIMIT.swap(limit, Ordering::SeqCst);
-    let result = f();
-    LIMIT.store(previous, Ordering::SeqCst);
-    result
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            LIMIT.store(usize::MAX, Ordering::SeqCst);
+            report(info);
+        }));
+    });
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LIMIT.store(self.0, Ordering::SeqCst);
+        }
+    }
+    let _restore = Restore(LIMIT.swap(limit, Ordering::SeqCst));
+    f()
 }
 
 fn check(size: usize) {
