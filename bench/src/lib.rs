@@ -9,5 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod ceilings;
+pub mod cluster;
+pub mod dfsio;
+pub mod interop;
+pub mod machine;
+pub mod metadata;
+pub mod plan;
+pub mod plots;
 pub mod progress;
+pub mod report;
+pub mod restarts;
+pub mod results;
+pub mod runner;
 pub mod stats;

@@ -9,12 +9,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Clone)]
 pub struct Progress {
     multi: MultiProgress,
+    visible: bool,
 }
 
 impl Progress {
     pub fn new(visible: bool) -> Progress {
         let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        Progress { multi: MultiProgress::with_draw_target(target) }
+        Progress { multi: MultiProgress::with_draw_target(target), visible }
     }
 
     pub fn hidden() -> Progress {
@@ -60,8 +61,12 @@ impl Progress {
         bar
     }
 
-    /// Prints a line above the bars.
+    /// Prints a line above the bars (to stderr when there are none).
     pub fn println(&self, line: &str) {
-        let _ = self.multi.println(line);
+        if self.visible {
+            let _ = self.multi.println(line);
+        } else {
+            eprintln!("{line}");
+        }
     }
 }

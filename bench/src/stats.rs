@@ -13,7 +13,7 @@ const LATENCY_MAX_US: u64 = 60_000_000;
 const CDF_POINTS: usize = 120;
 
 /// A latency histogram in microseconds.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Latency {
     histogram: Histogram<u64>,
 }

@@ -1,0 +1,301 @@
+//! TestDFSIO-style data-path phases with the native client: N files x size written or read
+//! by C concurrent streams, positional 64 KiB reads at random offsets, and many concurrent
+//! connections doing positional reads while as many idle ones stay open.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use ringfs_client::{ClientConfig, DfsClient};
+use ringfs_common::proto::hdfs::DatanodeReportTypeProto;
+use tokio::sync::Barrier;
+
+use crate::stats::Latency;
+
+/// Error messages kept per phase, so a failing run says why without flooding the report.
+const ERROR_SAMPLES_MAX: usize = 5;
+
+/// What one timed phase measured on the client side.
+#[derive(Debug, Default)]
+pub struct Measured {
+    pub bytes: u64,
+    pub elapsed: Duration,
+    pub latency: Latency,
+    pub errors: u64,
+    pub error_samples: Vec<String>,
+}
+
+impl Measured {
+    fn absorb(&mut self, part: StreamOutcome) {
+        self.bytes += part.bytes;
+        self.latency.merge(&part.latency);
+        if let Some(error) = part.error {
+            self.errors += 1;
+            if self.error_samples.len() < ERROR_SAMPLES_MAX {
+                self.error_samples.push(error);
+            }
+        }
+        self.errors += part.extra_errors;
+    }
+}
+
+struct StreamOutcome {
+    bytes: u64,
+    latency: Latency,
+    error: Option<String>,
+    extra_errors: u64,
+}
+
+/// Connects a client; `verify_checksum` decides whether reads check every chunk's CRC.
+pub async fn connect(namenode_addr: &str, verify_checksum: bool) -> Result<DfsClient> {
+    let mut config = ClientConfig::new(namenode_addr);
+    config.user = crate::metadata::bench_user();
+    config.verify_checksum = verify_checksum;
+    DfsClient::connect(config).await.with_context(|| format!("connect the client to {namenode_addr}"))
+}
+
+/// Bytes written by every stream: not all zeroes, so nothing along the way can shortcut.
+fn payload(len: usize) -> Arc<Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    Arc::new((0..len).map(|_| rng.random()).collect())
+}
+
+/// Writes one file per path, all streams at once.
+pub async fn write_files(
+    client: &DfsClient,
+    paths: &[String],
+    file_bytes: u64,
+    replication: u16,
+    block_size: u64,
+    io_size: usize,
+    bar: &ProgressBar,
+) -> Measured {
+    let data = payload(io_size);
+    let barrier = Arc::new(Barrier::new(paths.len() + 1));
+    let mut tasks = Vec::new();
+    for path in paths {
+        let (client, path, data, barrier, bar) =
+            (client.clone(), path.clone(), Arc::clone(&data), Arc::clone(&barrier), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcome =
+                StreamOutcome { bytes: 0, latency: Latency::new(), error: None, extra_errors: 0 };
+            let writer = client.create(&path, true, Some(replication), Some(block_size)).await;
+            barrier.wait().await;
+            let result: Result<()> = async {
+                let mut writer = writer?;
+                let mut written = 0u64;
+                while written < file_bytes {
+                    let n = (file_bytes - written).min(data.len() as u64) as usize;
+                    let began = Instant::now();
+                    writer.write_all(&data[..n]).await?;
+                    outcome.latency.record(began.elapsed());
+                    written += n as u64;
+                    bar.inc(n as u64);
+                }
+                writer.close().await?;
+                outcome.bytes = written;
+                Ok(())
+            }
+            .await;
+            outcome.error = result.err().map(|e| format!("write {path}: {e:#}"));
+            outcome
+        }));
+    }
+    collect(tasks, barrier).await
+}
+
+/// Reads each path to its end, all streams at once, checking the length.
+pub async fn read_files(client: &DfsClient, paths: &[String], io_size: usize, bar: &ProgressBar) -> Measured {
+    let barrier = Arc::new(Barrier::new(paths.len() + 1));
+    let mut tasks = Vec::new();
+    for path in paths {
+        let (client, path, barrier, bar) = (client.clone(), path.clone(), Arc::clone(&barrier), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcome =
+                StreamOutcome { bytes: 0, latency: Latency::new(), error: None, extra_errors: 0 };
+            let reader = client.open(&path).await;
+            barrier.wait().await;
+            let result: Result<()> = async {
+                let mut reader = reader?;
+                let expected = reader.len();
+                let mut buf = vec![0u8; io_size];
+                loop {
+                    let began = Instant::now();
+                    let n = reader.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    outcome.latency.record(began.elapsed());
+                    outcome.bytes += n as u64;
+                    bar.inc(n as u64);
+                }
+                anyhow::ensure!(outcome.bytes == expected, "read {} of {expected} bytes", outcome.bytes);
+                Ok(())
+            }
+            .await;
+            outcome.error = result.err().map(|e| format!("read {path}: {e:#}"));
+            outcome
+        }));
+    }
+    collect(tasks, barrier).await
+}
+
+/// `streams` readers, each doing its share of `ops` reads of `size` bytes at random
+/// offsets of `path`.
+pub async fn positional_reads(
+    client: &DfsClient,
+    path: &str,
+    streams: usize,
+    ops: u64,
+    size: usize,
+    bar: &ProgressBar,
+) -> Measured {
+    let barrier = Arc::new(Barrier::new(streams + 1));
+    let mut tasks = Vec::new();
+    for stream in 0..streams {
+        let my_ops = ops / streams as u64 + u64::from((stream as u64) < ops % streams as u64);
+        let (client, path, barrier, bar) =
+            (client.clone(), path.to_string(), Arc::clone(&barrier), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcome =
+                StreamOutcome { bytes: 0, latency: Latency::new(), error: None, extra_errors: 0 };
+            let reader = client.open(&path).await;
+            barrier.wait().await;
+            let mut reader = match reader {
+                Ok(reader) => reader,
+                Err(e) => {
+                    outcome.error = Some(format!("open {path}: {e:#}"));
+                    outcome.extra_errors = my_ops.saturating_sub(1);
+                    return outcome;
+                }
+            };
+            let span = reader.len().saturating_sub(size as u64).max(1);
+            let mut rng = StdRng::seed_from_u64(0xbe57 + stream as u64);
+            let mut buf = vec![0u8; size];
+            for _ in 0..my_ops {
+                let offset = rng.random_range(0..span);
+                let began = Instant::now();
+                match reader.read_exact_at(offset, &mut buf).await {
+                    Ok(()) => {
+                        outcome.latency.record(began.elapsed());
+                        outcome.bytes += size as u64;
+                    }
+                    Err(e) => {
+                        if outcome.error.is_none() {
+                            outcome.error = Some(format!("pread {path}@{offset}: {e:#}"));
+                        } else {
+                            outcome.extra_errors += 1;
+                        }
+                    }
+                }
+                bar.inc(1);
+            }
+            outcome
+        }));
+    }
+    collect(tasks, barrier).await
+}
+
+/// Waits for every stream to be ready, starts the clock, and sums what they did.
+async fn collect(tasks: Vec<tokio::task::JoinHandle<StreamOutcome>>, barrier: Arc<Barrier>) -> Measured {
+    barrier.wait().await;
+    let start = Instant::now();
+    let mut measured = Measured::default();
+    for task in tasks {
+        match task.await {
+            Ok(outcome) => measured.absorb(outcome),
+            Err(e) => measured.absorb(StreamOutcome {
+                bytes: 0,
+                latency: Latency::new(),
+                error: Some(format!("stream task failed: {e}")),
+                extra_errors: 0,
+            }),
+        }
+    }
+    measured.elapsed = start.elapsed();
+    measured
+}
+
+/// Opens `count` idle TCP connections spread over the live datanodes' data ports; they
+/// stay open (sending nothing) until dropped.
+pub async fn open_idle_connections(client: &DfsClient, count: usize) -> Result<Vec<tokio::net::TcpStream>> {
+    let nodes = client.namenode().get_datanode_report(DatanodeReportTypeProto::Live).await?;
+    let addrs: Vec<String> = nodes.iter().map(ringfs_client::datanode::xfer_addr).collect();
+    anyhow::ensure!(!addrs.is_empty(), "no live datanode to connect to");
+    let mut streams = Vec::with_capacity(count);
+    for i in 0..count {
+        let addr = &addrs[i % addrs.len()];
+        streams.push(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("idle connection to {addr}"))?,
+        );
+    }
+    Ok(streams)
+}
+
+/// Flushes and drops the page cache of every block file under `dirs`, so the next read
+/// comes from the disk.
+pub fn evict_block_files(dirs: &[std::path::PathBuf]) -> Result<u64> {
+    let mut evicted = 0;
+    for dir in dirs {
+        for path in block_files(dir) {
+            let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+            file.sync_all().with_context(|| format!("fsync {}", path.display()))?;
+            use std::os::fd::AsRawFd;
+            nix::fcntl::posix_fadvise(
+                file.as_raw_fd(),
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            )
+            .with_context(|| format!("posix_fadvise DONTNEED {}", path.display()))?;
+            evicted += 1;
+        }
+    }
+    Ok(evicted)
+}
+
+/// Reads every block file under `dirs` once so reads that follow hit the page cache.
+pub fn warm_block_files(dirs: &[std::path::PathBuf]) -> Result<u64> {
+    let mut bytes = 0;
+    let mut buf = vec![0u8; 1024 * 1024];
+    for dir in dirs {
+        for path in block_files(dir) {
+            use std::io::Read;
+            let mut file = std::fs::File::open(&path)?;
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                bytes += n as u64;
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// `blk_*` files (data and meta) below `dir`.
+fn block_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() && entry.file_name().to_string_lossy().starts_with("blk_") => {
+                    found.push(path)
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
