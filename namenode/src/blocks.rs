@@ -221,8 +221,17 @@ impl BlockMap {
         }
     }
 
+    /// The replica on `node`, without allocating (block reports call this per block).
     pub fn replica_on(&self, id: BlockId, node: u32) -> Option<Replica> {
-        self.replicas(id).into_iter().find(|r| r.node == node)
+        let entry = self.entries.get(id.0)?;
+        let find = |packed: &[u32]| {
+            packed.iter().filter(|p| **p != EMPTY_SLOT).map(|p| Replica::unpack(*p)).find(|r| r.node == node)
+        };
+        if entry.overflow {
+            self.overflow.get(&id).and_then(|list| find(list))
+        } else {
+            find(&entry.replicas)
+        }
     }
 
     /// Adds or updates the replica on `replica.node`; returns false for unknown blocks.

@@ -165,6 +165,11 @@ impl Journal {
     /// Flushes and stops the writer thread.
     pub fn shutdown(&self) -> Result<(), JournalError> {
         let flushed = self.flush_blocking();
+        self.shared
+            .failure
+            .lock()
+            .expect("failure lock")
+            .get_or_insert_with(|| "the edit log is closed".to_string());
         self.shared.queue.lock().expect("journal queue").shutdown = true;
         self.shared.wakeup.notify_one();
         if let Some(thread) = self.thread.lock().expect("thread lock").take() {
