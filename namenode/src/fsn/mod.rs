@@ -8,6 +8,8 @@ mod client;
 mod datanode;
 mod redundancy;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
