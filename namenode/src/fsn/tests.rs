@@ -273,7 +273,8 @@ fn append_returns_the_partial_last_block() {
     assert!(bumped.storage_i_ds.is_empty() && bumped.locs.is_empty());
     let mut new_block = bumped.b.clone();
     new_block.num_bytes = Some(20);
-    fs.update_pipeline("c2", &last.b, &new_block, &[dn.datanode_id.clone()], &[storage("dn1")]).unwrap();
+    fs.update_pipeline("c2", &last.b, &new_block, std::slice::from_ref(&dn.datanode_id), &[storage("dn1")])
+        .unwrap();
     received(&mut fs, &dn, &new_block, 20);
     assert!(fs.complete(&hdfs(), "/f", "c2", Some(&new_block), None).unwrap());
     assert_eq!(fs.get_file_info(&hdfs(), "/f").unwrap().unwrap().length, 20);
