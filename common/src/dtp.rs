@@ -313,9 +313,15 @@ impl PacketLayout {
                 max: PACKET_HEADER_SIZE_MAX - PACKET_LENGTHS_SIZE,
             });
         }
-        let total = payload_len as usize + PACKET_LENGTHS_SIZE - 4 + header_len;
-        if total > PACKET_SIZE_MAX {
-            return Err(DtpError::TooLarge { what: "packet", size: total, max: PACKET_SIZE_MAX });
+        // Bounded as `PacketHeader::encode_prefix` bounds it, with room for the largest
+        // header, so every packet accepted here can be re-encoded and forwarded.
+        let payload_max = PACKET_SIZE_MAX - PACKET_HEADER_SIZE_MAX;
+        if payload_len as usize > payload_max {
+            return Err(DtpError::TooLarge {
+                what: "packet payload",
+                size: payload_len as usize,
+                max: payload_max,
+            });
         }
         let prefix_len = PACKET_LENGTHS_SIZE + header_len;
         if buf.len() < prefix_len {
