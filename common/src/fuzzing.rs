@@ -285,6 +285,12 @@ pub fn packet_with(data: &[u8], checksum: Option<DataChecksum>) -> Option<usize>
 }
 
 fn check_layout(layout: &PacketLayout, checksum: Option<DataChecksum>) {
+    // What a datanode accepts it may forward: the packet must meet the encoder's bound.
+    let payload_len = 4 + layout.checksum_len + layout.data_len;
+    assert!(
+        payload_len + PACKET_HEADER_SIZE_MAX <= PACKET_SIZE_MAX,
+        "accepted a packet with a {payload_len}-byte payload, which PacketHeader::encode_prefix refuses"
+    );
     assert!(layout.prefix_len <= PACKET_HEADER_SIZE_MAX);
     assert!(layout.prefix_len >= PACKET_LENGTHS_SIZE);
     assert!(layout.total_len() <= PACKET_SIZE_MAX, "packet of {} bytes accepted", layout.total_len());

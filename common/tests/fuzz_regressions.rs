@@ -22,7 +22,9 @@ use ringfs_common::checksum::{ChecksumKind, DataChecksum, MetaHeader};
 use ringfs_common::dtp::{self, OpRequest, Packet, PacketHeader};
 use ringfs_common::fuzzing::{self, all_methods, protocol_methods};
 use ringfs_common::ipc::{self, exception, CallId, IpcError, RemoteError};
-use ringfs_common::limits::{RPC_FRAME_SIZE_MAX, RPC_HEADER_SIZE_MAX};
+use ringfs_common::limits::{
+    PACKET_HEADER_SIZE_MAX, PACKET_SIZE_MAX, RPC_FRAME_SIZE_MAX, RPC_HEADER_SIZE_MAX,
+};
 use ringfs_common::proto::common::{
     rpc_sasl_proto::SaslState, RpcRequestHeaderProto, RpcSaslProto, TokenProto,
 };
@@ -757,4 +759,34 @@ fn meta_file_len_saturates_instead_of_overflowing() {
     assert_eq!(default.meta_file_len(0), 7);
     assert_eq!(default.meta_file_len(1025), 7 + 3 * 4);
     assert_eq!(default.meta_file_len(u64::MAX), 7 + u64::MAX.div_ceil(512) * 4);
+}
+
+/// packet (fuzz/regressions/packet/payload-beyond-encoder-bound): PacketLayout::decode
+/// capped PLEN + HLEN + header at 16 MiB, but PacketHeader::encode_prefix (which forwards
+/// and re-encodes packets) asserts room for the largest header, so a packet with a short
+/// header and a payload within 33 bytes of the cap decoded and then panicked on re-encoding.
+#[test]
+fn decoder_accepts_only_packets_the_encoder_can_write() {
+    let payload_max = PACKET_SIZE_MAX - PACKET_HEADER_SIZE_MAX;
+    for (payload_len, header_len) in
+        [(payload_max + 1, 0u16), (PACKET_SIZE_MAX - 5, 0), (payload_max + 4, 25)]
+    {
+        let mut prefix = (payload_len as u32).to_be_bytes().to_vec();
+        prefix.extend_from_slice(&header_len.to_be_bytes());
+        let header = data_header(0, 0, 0, false);
+        let mut encoded_header = Vec::new();
+        header.encode_prefix(0, &mut encoded_header);
+        prefix.extend_from_slice(&encoded_header[6..6 + usize::from(header_len)]);
+        let layout = dtp::PacketLayout::decode(&prefix, None);
+        assert!(
+            matches!(layout, Err(dtp::DtpError::TooLarge { .. })),
+            "payload {payload_len}, header {header_len}: {layout:?}"
+        );
+    }
+    // The largest payload the encoder writes still decodes.
+    let mut largest = Vec::new();
+    data_header(0, 0, 0, false).encode_prefix(payload_max - 4, &mut largest);
+    let layout = dtp::PacketLayout::decode(&largest, None).expect("within the cap").expect("prefix complete");
+    assert_eq!(layout.checksum_len, payload_max - 4);
+    assert!(layout.total_len() <= PACKET_SIZE_MAX);
 }

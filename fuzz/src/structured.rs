@@ -466,9 +466,16 @@ struct PacketInput {
 enum Fill {
     Exact,
     Zeros(u16),
-    /// The largest packet the encoder allows, less this many bytes (one per stream).
-    NearMax(u16),
+    /// The largest packet the encoder allows, less `less` bytes (one per stream). Only
+    /// with `key` == [`NEAR_MAX_KEY`]: packets of megabytes are slow to check, so they
+    /// are kept to a small share of executions.
+    NearMax {
+        less: u16,
+        key: u8,
+    },
 }
+
+const NEAR_MAX_KEY: u8 = 0xa5;
 
 /// The most data bytes a packet can carry with `checksum` and still be encoded.
 fn packet_data_len_max(checksum: DataChecksum) -> usize {
@@ -503,11 +510,11 @@ fn packet_structured(data: &[u8]) {
         let data_len = match packet.fill {
             Fill::Exact => packet.data.len(),
             Fill::Zeros(zeros) => packet.data.len() + usize::from(zeros),
-            Fill::NearMax(less) if !near_max_used => {
+            Fill::NearMax { less, key: NEAR_MAX_KEY } if !near_max_used => {
                 near_max_used = true;
                 packet_data_len_max(checksum).saturating_sub(usize::from(less))
             }
-            Fill::NearMax(_) => packet.data.len(),
+            Fill::NearMax { .. } => packet.data.len(),
         };
         let mut bytes = Vec::with_capacity(data_len);
         bytes.extend_from_slice(&packet.data[..packet.data.len().min(data_len)]);
