@@ -710,8 +710,99 @@ fn write_structured_seeds() {
     }
 }
 
+fn method_selector(method: &str) -> Option<u8> {
+    all_methods().position(|m| m.name == method).map(|i| i as u8)
+}
+
+/// Seeds from the golden captures of the real clients (common/tests/data): each unit goes
+/// to the target that reads it, whole connections to the connection-level targets.
+fn write_golden_seeds() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let Ok(clients) = fs::read_dir(&data) else { return };
+    for client in clients.map(|e| e.expect("entry").path()).filter(|p| p.is_dir()) {
+        let mut scenarios: Vec<PathBuf> =
+            fs::read_dir(&client).expect("client dir").map(|e| e.expect("entry").path()).collect();
+        scenarios.sort();
+        for scenario in scenarios.into_iter().filter(|p| p.join("manifest.txt").is_file()) {
+            let name = |file: &str| {
+                let stem = file.trim_end_matches(".bin").replace(['/', '.'], "-");
+                format!(
+                    "golden-{}-{}-{stem}",
+                    client.file_name().expect("name").to_string_lossy(),
+                    scenario.file_name().expect("name").to_string_lossy()
+                )
+            };
+            let manifest = fs::read_to_string(scenario.join("manifest.txt")).expect("manifest");
+            let mut first_response_method = None;
+            let mut reads = false;
+            for line in manifest.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (kind, file, method) = (fields[2], fields[3], fields.get(4).copied());
+                let bytes = fs::read(scenario.join(file)).expect("unit file");
+                let with_selector = |selector: u8, bytes: &[u8]| {
+                    let mut seed = vec![selector];
+                    seed.extend_from_slice(bytes);
+                    seed
+                };
+                match kind {
+                    "call" => {
+                        let frame =
+                            ipc::ClientFrame::decode(Bytes::copy_from_slice(&bytes[4..]), RPC_FRAME_SIZE_MAX);
+                        if let (Ok(ipc::ClientFrame::Call { payload, .. }), Some(selector)) =
+                            (frame, method.and_then(method_selector))
+                        {
+                            write_seed("rpc_server", &name(file), &with_selector(selector, &payload));
+                        }
+                    }
+                    "response" => {
+                        let selector = method.and_then(method_selector).unwrap_or(0);
+                        first_response_method.get_or_insert(selector);
+                        write_seed("rpc_client", &name(file), &with_selector(selector, &bytes));
+                    }
+                    "sasl-response" => write_seed("rpc_client", &name(file), &with_selector(0, &bytes)),
+                    "write-op" | "read-op" => write_seed("dtp_op", &name(file), &bytes),
+                    "op-response" | "read-status" => write_seed("read_status", &name(file), &bytes),
+                    "packet" => write_seed("packet", &name(file), &bytes),
+                    "read-packet" => {
+                        reads = true;
+                        write_seed("packet", &name(file), &bytes);
+                    }
+                    "ack" => write_seed("pipeline_ack", &name(file), &bytes),
+                    _ => {}
+                }
+            }
+            // Whole connections.
+            let Ok(raw) = fs::read_dir(scenario.join("raw")) else { continue };
+            for stream in raw.map(|e| e.expect("entry").path()) {
+                let file = format!("raw/{}", stream.file_name().expect("name").to_string_lossy());
+                let bytes = fs::read(&stream).expect("raw stream");
+                let stem = stream.file_name().expect("name").to_string_lossy().into_owned();
+                if stem.starts_with("nn-") && stem.contains(".c2s.") {
+                    write_seed("rpc_server", &name(&file), &bytes);
+                } else if stem.starts_with("nn-") {
+                    let mut seed = vec![first_response_method.unwrap_or(0)];
+                    seed.extend_from_slice(&bytes);
+                    write_seed("rpc_client", &name(&file), &seed);
+                } else if stem.contains(".c2s.") {
+                    // The op, then the client's packets (writes) or its read status.
+                    if let Ok(Some((_, used))) = OpRequest::decode(&bytes) {
+                        let target = if reads { "read_status" } else { "packet" };
+                        write_seed(target, &name(&file), &bytes[used..]);
+                    }
+                } else if let Ok(Some((_, used))) =
+                    dtp::decode_delimited::<hdfs::BlockOpResponseProto>(&bytes, "response")
+                {
+                    // The op response, then packets (reads) or acks (writes).
+                    let target = if reads { "packet" } else { "pipeline_ack" };
+                    write_seed(target, &name(&file), &bytes[used..]);
+                }
+            }
+        }
+    }
+}
+
 #[test]
-#[ignore = "writes fuzz/corpus seeds; run by hand after changing the encoders"]
+#[ignore = "writes fuzz/corpus seeds; run by hand after changing the encoders or the captures"]
 fn write_seed_corpus() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     write_packet_seeds();
@@ -719,6 +810,7 @@ fn write_seed_corpus() {
     write_rpc_seeds();
     write_meta_seeds();
     write_structured_seeds();
+    write_golden_seeds();
 }
 
 // ---------------------------------------------------------------------------------------
