@@ -26,12 +26,14 @@ impl Outcome {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "exit {}; stdout {:?}; stderr {:?}",
-            self.code,
-            clip(&self.stdout_text(), 1500),
-            clip(&filter_noise(&self.stderr), 3000)
-        )
+        let stdout = match std::str::from_utf8(&self.stdout) {
+            Ok(text) => format!("{:?}", clip(text, 1500)),
+            Err(_) => {
+                let head: String = self.stdout.iter().take(32).map(|b| format!("{b:02x}")).collect();
+                format!("<{} bytes of binary, starting {head}>", self.stdout.len())
+            }
+        };
+        format!("exit {}; stdout {stdout}; stderr {:?}", self.code, clip(&filter_noise(&self.stderr), 3000))
     }
 }
 
@@ -304,13 +306,31 @@ pub fn login_user() -> String {
 
 /// HDFS's MD5-of-MD5-of-CRC32C file checksum of `data` stored in `block_size` blocks, as
 /// `hadoop fs -checksum` prints it: (algorithm name, hex of the 28 checksum bytes).
+///
+/// The Java client digests the per-block MD5s from a `DataOutputBuffer` with
+/// `MD5Hash.digest(buffer.getData())`, i.e. the whole backing array: the 16-byte MD5s
+/// followed by zeros up to the buffer's capacity (32 bytes, doubled as needed). So the
+/// file MD5 of a 1-block file covers 16 MD5 bytes and 16 zeros; of 2 and 4 blocks, none.
 pub fn expected_file_checksum(data: &[u8], block_size: usize) -> (String, String) {
     use ringfs_common::checksum::{block_checksum_md5, ChecksumKind, DataChecksum, FileChecksum};
     let crc = DataChecksum::new(ChecksumKind::Crc32c, 512).expect("512-byte CRC32C");
-    let blocks: Vec<[u8; 16]> =
-        data.chunks(block_size).map(|block| block_checksum_md5(&crc.compute_vec(block))).collect();
-    let crc_per_block = if blocks.len() > 1 { (block_size / 512) as u64 } else { 0 };
-    let checksum = FileChecksum::combine(512, crc_per_block, ChecksumKind::Crc32c, &blocks);
+    let block_md5s: Vec<u8> =
+        data.chunks(block_size).flat_map(|block| block_checksum_md5(&crc.compute_vec(block))).collect();
+    let mut capacity = 32;
+    while capacity < block_md5s.len() {
+        capacity = (capacity * 2).max(block_md5s.len());
+    }
+    let mut buffer = block_md5s.clone();
+    buffer.resize(capacity, 0);
+    let blocks = block_md5s.len() / 16;
+    let crc_per_block = if blocks > 1 { (block_size / 512) as u64 } else { 0 };
+    // block_checksum_md5 is a plain MD5 of its input.
+    let checksum = FileChecksum {
+        bytes_per_crc: 512,
+        crc_per_block,
+        md5: block_checksum_md5(&buffer),
+        kind: ChecksumKind::Crc32c,
+    };
     (checksum.algorithm_name(), checksum.to_hex())
 }
 
@@ -320,4 +340,17 @@ fn utc_formatting() {
     assert_eq!(utc_fields(951_782_400), (2000, 2, 29, 0, 0, 0));
     assert_eq!(utc_fields(1_700_000_000), (2023, 11, 14, 22, 13, 20));
     assert!(!is_recent_utc("1999-01-01 00:00", 600));
+}
+
+#[test]
+fn file_checksum_like_the_java_client() {
+    // Values printed by `hadoop fs -checksum` (Hadoop 3.5) for these contents.
+    let text = b"hello ringfs\nhello hdfs\nthe quick brown fox\n";
+    assert_eq!(
+        expected_file_checksum(text, 1 << 20),
+        (
+            "MD5-of-0MD5-of-512CRC32C".to_string(),
+            "000002000000000000000000937acbc7176eb873df850e74be28790e".to_string()
+        )
+    );
 }
