@@ -9,6 +9,7 @@ pub mod context;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod io;
 pub mod ipc_service;
 pub mod limits;
 pub mod namenode;

@@ -1,0 +1,348 @@
+//! The in-flight table: `user_data` of every SQE is an index into this slab (plus a
+//! generation, to catch a stale completion). Each entry OWNS what its operation touches
+//! (buffer slot, fd, fixed file, pipe, timespec, socket address) until the kernel is done
+//! with it: the result CQE, and for SEND_ZC also the notification CQE. If the future that
+//! submitted the op is dropped first, the entry is marked ignored and keeps everything
+//! until then (monoio's `Ignored` lifecycle state).
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use io_uring::types::Timespec;
+
+use super::arena::SharedSlot;
+use super::files::FixedFile;
+use super::pipes::PipeFds;
+
+/// `user_data` of an AsyncCancel SQE; its completion is ignored.
+pub(crate) const CANCEL_USER_DATA: u64 = u64::MAX - 1;
+
+/// `user_data` of a LinkTimeout SQE; the linked op's own completion reports the timeout.
+pub(crate) const LINK_TIMEOUT_USER_DATA: u64 = u64::MAX - 2;
+
+/// Set in a SEND_ZC notification's result when the kernel had to copy the data after all
+/// (always the case over loopback); requested with IORING_SEND_ZC_REPORT_USAGE.
+pub(crate) const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
+
+/// Most resources one operation keeps alive (e.g. splice: file, pipe; send: slot, socket).
+pub(crate) const HOLDS_MAX: usize = 3;
+
+/// A resource an in-flight operation keeps alive. Most variants are never read: holding
+/// them is the point, their Drop runs when the kernel is done.
+#[allow(dead_code)]
+pub(crate) enum Hold {
+    Slot(SharedSlot),
+    File(FixedFile),
+    Fd(Rc<dyn AsRawFd>),
+    Pipe(Rc<PipeFds>),
+    /// Read by the kernel when the SQE is prepared (timeouts).
+    Time(Timespec),
+    /// A socket address the kernel reads (connect).
+    Addr(Box<(libc::sockaddr_storage, libc::socklen_t)>),
+}
+
+/// The resources of one operation.
+#[derive(Default)]
+pub(crate) struct Holds(pub(crate) [Option<Hold>; HOLDS_MAX]);
+
+impl Holds {
+    pub(crate) fn new(holds: impl IntoIterator<Item = Hold>) -> Holds {
+        let mut all = Holds::default();
+        for (index, hold) in holds.into_iter().enumerate() {
+            assert!(index < HOLDS_MAX, "an op holds at most {HOLDS_MAX} resources");
+            all.0[index] = Some(hold);
+        }
+        all
+    }
+
+    /// Takes the first slot handle back out.
+    pub(crate) fn take_slot(&mut self) -> Option<SharedSlot> {
+        self.0.iter_mut().find_map(|hold| match hold.take() {
+            Some(Hold::Slot(slot)) => Some(slot),
+            other => {
+                *hold = other;
+                None
+            }
+        })
+    }
+
+    pub(crate) fn time(&self) -> Option<&Timespec> {
+        self.0.iter().find_map(|hold| match hold {
+            Some(Hold::Time(time)) => Some(time),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> Option<&(libc::sockaddr_storage, libc::socklen_t)> {
+        self.0.iter().find_map(|hold| match hold {
+            Some(Hold::Addr(addr)) => Some(&**addr),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Vacant,
+    /// Submitted; the future is waiting for it.
+    Pending,
+    /// Submitted; the future was dropped, so the entry frees itself on completion.
+    Ignored,
+    /// Done; the future has not collected the result yet.
+    Completed,
+}
+
+struct Entry {
+    generation: u32,
+    state: State,
+    op: &'static str,
+    holds: Holds,
+    waker: Option<Waker>,
+    result: i32,
+    /// The result CQE said a SEND_ZC notification follows.
+    awaiting_notification: bool,
+    /// A SEND_ZC notification reported that the kernel copied the data.
+    zc_copied: bool,
+}
+
+/// What the future gets back when its op completed.
+pub(crate) struct Completion {
+    pub(crate) result: i32,
+    pub(crate) holds: Holds,
+}
+
+/// What the driver does after handing a CQE to the table.
+pub(crate) enum Delivered {
+    /// Nothing yet (a SEND_ZC result whose notification is still to come).
+    Nothing,
+    Wake(Waker),
+    /// An ignored op finished: drop its resources (outside the table's borrow).
+    Release(Holds),
+}
+
+/// What dropping a pending future requires.
+pub(crate) enum Abandoned {
+    /// Still in the kernel: cancel it; the entry frees itself when it completes.
+    Cancel { user_data: u64 },
+    /// Already complete: drop these resources.
+    Release(Holds),
+}
+
+pub(crate) struct InFlight {
+    entries: Box<[Entry]>,
+    vacant: Vec<u32>,
+    waiters: Vec<Waker>,
+    /// Notifications that said the kernel copied a SEND_ZC payload.
+    pub(crate) zc_copied_count: u64,
+}
+
+impl InFlight {
+    pub(crate) fn new(capacity: usize) -> InFlight {
+        assert!(capacity > 0 && capacity < u32::MAX as usize);
+        let entries = (0..capacity)
+            .map(|_| Entry {
+                generation: 0,
+                state: State::Vacant,
+                op: "",
+                holds: Holds::default(),
+                waker: None,
+                result: 0,
+                awaiting_notification: false,
+                zc_copied: false,
+            })
+            .collect();
+        let vacant = (0..capacity as u32).rev().collect();
+        InFlight { entries, vacant, waiters: Vec::with_capacity(64), zc_copied_count: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len() - self.vacant.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.vacant.len() == self.entries.len()
+    }
+
+    pub(crate) fn vacant_count(&self) -> usize {
+        self.vacant.len()
+    }
+
+    /// Parks a task until an entry frees up.
+    pub(crate) fn wait_for_vacancy(&mut self, waker: &Waker) {
+        self.waiters.push(waker.clone());
+    }
+
+    /// Claims an entry for `op` and moves its resources in. Returns `(index, user_data)`.
+    pub(crate) fn insert(&mut self, op: &'static str, holds: Holds) -> Option<(u32, u64)> {
+        let index = self.vacant.pop()?;
+        let entry = &mut self.entries[index as usize];
+        assert_eq!(entry.state, State::Vacant);
+        entry.generation = entry.generation.wrapping_add(1);
+        entry.state = State::Pending;
+        entry.op = op;
+        entry.holds = holds;
+        entry.waker = None;
+        entry.result = 0;
+        entry.awaiting_notification = false;
+        entry.zc_copied = false;
+        Some((index, user_data(index, entry.generation)))
+    }
+
+    /// The resources of a just-inserted entry, for building its SQE (addresses of a
+    /// timespec or sockaddr stay put: entries never move).
+    pub(crate) fn holds(&self, index: u32) -> &Holds {
+        &self.entries[index as usize].holds
+    }
+
+    /// Hands over one CQE.
+    pub(crate) fn deliver(&mut self, user_data: u64, result: i32, flags: u32) -> Delivered {
+        let (index, generation) = split_user_data(user_data);
+        let entry = &mut self.entries[index as usize];
+        assert_eq!(entry.generation, generation, "stale completion for entry {index} ({})", entry.op);
+        assert!(matches!(entry.state, State::Pending | State::Ignored), "{} completed twice", entry.op);
+        if io_uring::cqueue::notif(flags) {
+            assert!(entry.awaiting_notification, "{}: unexpected zero-copy notification", entry.op);
+            entry.awaiting_notification = false;
+            if result as u32 & NOTIF_USAGE_ZC_COPIED != 0 {
+                entry.zc_copied = true;
+                self.zc_copied_count += 1;
+            }
+        } else {
+            entry.result = result;
+            // For SEND_ZC, F_MORE on the result means the buffer is still in use until a
+            // notification CQE arrives; we use no multishot ops, so it means nothing else.
+            entry.awaiting_notification = io_uring::cqueue::more(flags);
+        }
+        if entry.awaiting_notification {
+            return Delivered::Nothing;
+        }
+        match entry.state {
+            State::Pending => {
+                entry.state = State::Completed;
+                entry.waker.take().map_or(Delivered::Nothing, Delivered::Wake)
+            }
+            State::Ignored => Delivered::Release(self.vacate(index)),
+            State::Vacant | State::Completed => unreachable!("checked above"),
+        }
+    }
+
+    /// Polls for the completion of the op at `index`.
+    pub(crate) fn poll(&mut self, index: u32, generation: u32, cx: &mut Context<'_>) -> Poll<Completion> {
+        let entry = &mut self.entries[index as usize];
+        assert_eq!(entry.generation, generation);
+        match entry.state {
+            State::Pending => {
+                match &entry.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => entry.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            State::Completed => {
+                let result = entry.result;
+                let holds = self.vacate(index);
+                Poll::Ready(Completion { result, holds })
+            }
+            State::Vacant | State::Ignored => unreachable!("polled an op that is not pending"),
+        }
+    }
+
+    /// The future of the op at `index` was dropped before collecting its result.
+    pub(crate) fn abandon(&mut self, index: u32, generation: u32) -> Abandoned {
+        let entry = &mut self.entries[index as usize];
+        assert_eq!(entry.generation, generation);
+        match entry.state {
+            State::Pending => {
+                entry.state = State::Ignored;
+                entry.waker = None;
+                Abandoned::Cancel { user_data: user_data(index, generation) }
+            }
+            State::Completed => Abandoned::Release(self.vacate(index)),
+            State::Vacant | State::Ignored => unreachable!("abandoned an op twice"),
+        }
+    }
+
+    /// Names of the ops still in flight (for the drain diagnostic).
+    pub(crate) fn pending_ops(&self) -> Vec<&'static str> {
+        self.entries.iter().filter(|e| e.state != State::Vacant).map(|e| e.op).collect()
+    }
+
+    fn vacate(&mut self, index: u32) -> Holds {
+        let entry = &mut self.entries[index as usize];
+        entry.state = State::Vacant;
+        entry.waker = None;
+        self.vacant.push(index);
+        for waker in self.waiters.drain(..) {
+            waker.wake();
+        }
+        std::mem::take(&mut entry.holds)
+    }
+}
+
+fn user_data(index: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+fn split_user_data(user_data: u64) -> (u32, u32) {
+    (user_data as u32, (user_data >> 32) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn entries_cycle_and_reject_stale_generations() {
+        let mut table = InFlight::new(2);
+        let (index, user_data) = table.insert("nop", Holds::default()).unwrap();
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let generation = (user_data >> 32) as u32;
+        assert!(table.poll(index, generation, &mut cx).is_pending());
+        let Delivered::Wake(w) = table.deliver(user_data, 7, 0) else { panic!("expected a wake") };
+        w.wake();
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        let Poll::Ready(done) = table.poll(index, generation, &mut cx) else { panic!() };
+        assert_eq!(done.result, 7);
+        assert!(table.is_empty());
+        let (again, second) = table.insert("nop", Holds::default()).unwrap();
+        assert_eq!(again, index);
+        assert_ne!(second, user_data, "a reused entry gets a new generation");
+        let stale = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| table.deliver(user_data, 0, 0)));
+        assert!(stale.is_err(), "a stale completion is caught");
+    }
+
+    #[test]
+    fn zero_copy_results_wait_for_the_notification() {
+        let mut table = InFlight::new(1);
+        let (index, user_data) = table.insert("send_zc", Holds::default()).unwrap();
+        assert!(matches!(table.abandon(index, (user_data >> 32) as u32), Abandoned::Cancel { .. }));
+        let more = io_uring_flag_more();
+        assert!(matches!(table.deliver(user_data, 100, more), Delivered::Nothing));
+        assert_eq!(table.len(), 1, "buffer kept until the notification");
+        let notif = io_uring_flag_notif();
+        let delivered = table.deliver(user_data, NOTIF_USAGE_ZC_COPIED as i32, notif);
+        assert!(matches!(delivered, Delivered::Release(_)));
+        assert!(table.is_empty());
+        assert_eq!(table.zc_copied_count, 1);
+    }
+
+    // Flag values from the kernel ABI (io_uring.h): IORING_CQE_F_MORE, IORING_CQE_F_NOTIF.
+    fn io_uring_flag_more() -> u32 {
+        1 << 1
+    }
+    fn io_uring_flag_notif() -> u32 {
+        1 << 3
+    }
+}
