@@ -131,5 +131,65 @@ fn rpc_frames(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, crc32c, packet_codec, rpc_frames);
+/// Round trips through the datanode's ring (`ringfs_datanode::io`): a NOP, and a
+/// READ_FIXED of 64 KiB from a page-cached file into a registered buffer. Skipped, with
+/// the reason printed, where io_uring is unavailable.
+fn ring(c: &mut Criterion) {
+    use ringfs_datanode::io::{probe, RingConfig, Runtime};
+    use std::os::fd::AsFd;
+    use std::time::Instant;
+
+    const READ_SIZE: usize = 64 * 1024;
+    const FILE_SIZE: usize = 16 * 1024 * 1024;
+    let config = RingConfig::default();
+    if let Err(why) = probe(config.locked_bytes()) {
+        eprintln!("ring benchmarks skipped: io_uring unavailable: {why}");
+        return;
+    }
+    let runtime = match Runtime::new(&config) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ring benchmarks skipped: ring setup failed: {e}");
+            return;
+        }
+    };
+    let io = runtime.io().clone();
+    let mut group = c.benchmark_group("ring");
+    group.bench_function("nop_round_trip", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    io.nop().await.expect("nop");
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("blk_1073741825");
+    std::fs::write(&path, pattern(FILE_SIZE)).expect("write the block file");
+    let file = std::fs::File::open(&path).expect("open the block file");
+    let fixed = io.files().install(file.as_fd()).expect("fixed file slot");
+    group.throughput(Throughput::Bytes(READ_SIZE as u64));
+    group.bench_function("read_fixed_64k_page_cached", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut slot = io.packet_arena().acquire(READ_SIZE).await.expect("packet slot");
+                let start = Instant::now();
+                for i in 0..iters {
+                    let offset = (i as usize * READ_SIZE) % FILE_SIZE;
+                    let (read, back) = io.read_fixed(&fixed, slot, 0, READ_SIZE, offset as u64).await;
+                    assert_eq!(read.expect("read_fixed"), READ_SIZE);
+                    slot = back;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, crc32c, packet_codec, rpc_frames, ring);
 criterion_main!(benches);

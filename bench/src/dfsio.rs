@@ -238,12 +238,33 @@ pub async fn open_idle_connections(client: &DfsClient, count: usize) -> Result<V
     Ok(streams)
 }
 
-/// Flushes and drops the page cache of every block file under `dirs`, so the next read
-/// comes from the disk.
-pub fn evict_block_files(dirs: &[std::path::PathBuf]) -> Result<u64> {
+/// Block ids of the files at `paths`, from the namenode.
+pub async fn block_ids(client: &DfsClient, paths: &[String]) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    for path in paths {
+        let reader = client.open(path).await.with_context(|| format!("locate the blocks of {path}"))?;
+        ids.extend(reader.blocks().iter().map(|b| b.b.block_id));
+    }
+    Ok(ids)
+}
+
+/// Is `name` the data or meta file of one of `ids` (`blk_<id>` or `blk_<id>_<gs>.meta`)?
+fn is_block_of(name: &str, ids: &std::collections::HashSet<u64>) -> bool {
+    let Some(rest) = name.strip_prefix("blk_") else { return false };
+    let id = rest.split(['_', '.']).next().unwrap_or("");
+    id.parse::<u64>().is_ok_and(|id| ids.contains(&id))
+}
+
+/// Flushes and drops from the page cache the block files (data and meta) of `ids`
+/// under `dirs`, so the next read of them comes from the disk. Returns the files evicted.
+pub fn evict_block_files(dirs: &[std::path::PathBuf], ids: &[u64]) -> Result<u64> {
+    let ids: std::collections::HashSet<u64> = ids.iter().copied().collect();
     let mut evicted = 0;
     for dir in dirs {
         for path in block_files(dir) {
+            if !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| is_block_of(n, &ids)) {
+                continue;
+            }
             let file = std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
             file.sync_all().with_context(|| format!("fsync {}", path.display()))?;
             use std::os::fd::AsRawFd;
@@ -260,12 +281,17 @@ pub fn evict_block_files(dirs: &[std::path::PathBuf]) -> Result<u64> {
     Ok(evicted)
 }
 
-/// Reads every block file under `dirs` once so reads that follow hit the page cache.
-pub fn warm_block_files(dirs: &[std::path::PathBuf]) -> Result<u64> {
+/// Reads the block files of `ids` under `dirs` once, so reads that follow hit the page
+/// cache. Returns the bytes read.
+pub fn warm_block_files(dirs: &[std::path::PathBuf], ids: &[u64]) -> Result<u64> {
+    let ids: std::collections::HashSet<u64> = ids.iter().copied().collect();
     let mut bytes = 0;
     let mut buf = vec![0u8; 1024 * 1024];
     for dir in dirs {
         for path in block_files(dir) {
+            if !path.file_name().and_then(|n| n.to_str()).is_some_and(|n| is_block_of(n, &ids)) {
+                continue;
+            }
             use std::io::Read;
             let mut file = std::fs::File::open(&path)?;
             loop {
@@ -298,4 +324,19 @@ fn block_files(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_file_names_match_their_ids_only() {
+        let ids: std::collections::HashSet<u64> = [1073741825u64].into_iter().collect();
+        assert!(is_block_of("blk_1073741825", &ids));
+        assert!(is_block_of("blk_1073741825_1001.meta", &ids));
+        assert!(!is_block_of("blk_10737418250", &ids));
+        assert!(!is_block_of("blk_1073741826_1001.meta", &ids));
+        assert!(!is_block_of("VERSION", &ids));
+    }
 }

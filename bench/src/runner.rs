@@ -487,10 +487,12 @@ fn set_cache(
 ) -> Result<Option<String>> {
     if target.cluster.base_dir.is_some() {
         let dirs = target.data_dirs();
+        let ids = runtime.block_on(dfsio::block_ids(&target.noverify, paths))?;
         if hot {
-            dfsio::warm_block_files(&dirs)?;
+            dfsio::warm_block_files(&dirs, &ids)?;
         } else {
-            dfsio::evict_block_files(&dirs)?;
+            let evicted = dfsio::evict_block_files(&dirs, &ids)?;
+            anyhow::ensure!(evicted > 0, "none of the {} blocks of {paths:?} was found on disk", ids.len());
         }
         return Ok(None);
     }

@@ -76,7 +76,9 @@ fn tiny_run_writes_every_section() {
     assert!(skipped.iter().any(|s| s == "interop"), "--skip interop is recorded as skipped");
 
     for scenario in results["data_path"].as_array().unwrap() {
-        for field in ["name", "engine", "bytes_per_sec", "latency", "datanode_cpu_seconds", "ratio_to_ceiling"] {
+        for field in
+            ["name", "engine", "bytes_per_sec", "latency", "datanode_cpu_seconds", "ratio_to_ceiling"]
+        {
             assert!(scenario.get(field).is_some(), "data_path entry lacks {field}: {scenario}");
         }
         let latency = &scenario["latency"];
@@ -85,7 +87,10 @@ fn tiny_run_writes_every_section() {
         }
     }
     for target in results["targets"].as_array().unwrap() {
-        assert!(target["verdict"].as_str().is_some_and(|v| !v.is_empty()), "target without verdict: {target}");
+        assert!(
+            target["verdict"].as_str().is_some_and(|v| !v.is_empty()),
+            "target without verdict: {target}"
+        );
     }
 
     let report = std::fs::read_to_string(out.path().join("report.md")).expect("report.md written");
