@@ -48,16 +48,20 @@ pub struct DataNodeConfig {
 
 impl DataNodeConfig {
     pub fn from_conf(conf: &Configuration) -> Result<DataNodeConfig, ConfigError> {
-        let data_dirs: Vec<PathBuf> = conf.get_list("dfs.datanode.data.dir").iter().map(|d| parse_data_dir(d)).collect();
+        let data_dirs: Vec<PathBuf> =
+            conf.get_list("dfs.datanode.data.dir").iter().map(|d| parse_data_dir(d)).collect();
         if data_dirs.is_empty() {
             return Err(invalid("dfs.datanode.data.dir", "", "no data directory"));
         }
         let engine_text = conf.get("dfs.datanode.io.engine").unwrap_or("auto");
-        let engine = engine_text.parse::<EngineKind>().map_err(|reason| invalid("dfs.datanode.io.engine", engine_text, &reason))?;
+        let engine = engine_text
+            .parse::<EngineKind>()
+            .map_err(|reason| invalid("dfs.datanode.io.engine", engine_text, &reason))?;
         let heartbeat_secs = conf.get_u64("dfs.heartbeat.interval")?;
         let heartbeat_interval = Duration::from_secs(heartbeat_secs.max(1));
         let report_ms = conf.get_u64("dfs.blockreport.intervalMsec")?;
-        let block_report_interval = Duration::from_millis(report_ms.max(heartbeat_interval.as_millis() as u64));
+        let block_report_interval =
+            Duration::from_millis(report_ms.max(heartbeat_interval.as_millis() as u64));
         let xceivers_max = match conf.get("dfs.datanode.max.transfer.threads") {
             Some(_) => conf.get_u64("dfs.datanode.max.transfer.threads")? as usize,
             None => XCEIVERS_MAX,

@@ -94,11 +94,15 @@ pub struct ActiveGuard {
 }
 
 impl ActiveGuard {
-    fn enter(metrics: Arc<Metrics>, counter: fn(&Metrics) -> &AtomicUsize, max: usize) -> Option<ActiveGuard> {
+    fn enter(
+        metrics: Arc<Metrics>,
+        counter: fn(&Metrics) -> &AtomicUsize,
+        max: usize,
+    ) -> Option<ActiveGuard> {
         let entered = counter(&metrics)
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .is_ok();
-        entered.then_some(ActiveGuard { metrics, counter })
+        entered.then(|| ActiveGuard { metrics, counter })
     }
 }
 

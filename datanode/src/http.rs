@@ -36,21 +36,35 @@ async fn serve_one(mut stream: TcpStream, ctx: &DataNodeContext) -> std::io::Res
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > HTTP_REQUEST_SIZE_MAX {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", "request too large\n").await;
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "request too large\n",
+            )
+            .await;
         }
     }
-    let request_line = String::from_utf8_lossy(head.split(|b| *b == b'\r').next().unwrap_or_default()).to_string();
+    let request_line =
+        String::from_utf8_lossy(head.split(|b| *b == b'\r').next().unwrap_or_default()).to_string();
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     match (method, path) {
-        ("GET", "/" | "/jmx" | "/status") => respond(&mut stream, "200 OK", "application/json", &status_json(ctx)).await,
+        ("GET", "/" | "/jmx" | "/status") => {
+            respond(&mut stream, "200 OK", "application/json", &status_json(ctx)).await
+        }
         ("GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "not found; try /jmx\n").await,
         _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", "only GET\n").await,
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

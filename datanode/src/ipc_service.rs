@@ -29,10 +29,11 @@ impl ClientDatanodeService {
         let request: GetReplicaVisibleLengthRequestProto = decode_request(request)?;
         let block = &request.block;
         self.ctx.store.check_pool(&block.pool_id).map_err(|e| RemoteError::io(e.to_string()))?;
-        let length = self.ctx.store.visible_length(block.block_id, block.generation_stamp).map_err(|e| match e {
-            StoreError::ReplicaNotFound { .. } => RemoteError::new(REPLICA_NOT_FOUND, e.to_string()),
-            other => RemoteError::new(exception::IO, other.to_string()),
-        })?;
+        let length =
+            self.ctx.store.visible_length(block.block_id, block.generation_stamp).map_err(|e| match e {
+                StoreError::ReplicaNotFound { .. } => RemoteError::new(REPLICA_NOT_FOUND, e.to_string()),
+                other => RemoteError::new(exception::IO, other.to_string()),
+            })?;
         Ok(encode_message(&GetReplicaVisibleLengthResponseProto { length }))
     }
 }

@@ -108,7 +108,10 @@ fn read_varint_delimited_into(
 
 /// Reads one varint-delimited message (responses, acks, status), capped at
 /// [`DTP_MESSAGE_SIZE_MAX`].
-pub fn read_delimited<M: Message + Default>(reader: &mut impl Read, what: &'static str) -> Result<M, WireError> {
+pub fn read_delimited<M: Message + Default>(
+    reader: &mut impl Read,
+    what: &'static str,
+) -> Result<M, WireError> {
     let mut buf = Vec::new();
     read_varint_delimited_into(reader, &mut buf, what, DTP_MESSAGE_SIZE_MAX)?;
     let (body, _) = split_delimited(&buf, what, DTP_MESSAGE_SIZE_MAX)?.expect("whole message read");
@@ -116,7 +119,11 @@ pub fn read_delimited<M: Message + Default>(reader: &mut impl Read, what: &'stat
 }
 
 /// Writes one varint-delimited message.
-pub fn write_delimited(writer: &mut impl Write, message: &impl Message, what: &'static str) -> Result<(), WireError> {
+pub fn write_delimited(
+    writer: &mut impl Write,
+    message: &impl Message,
+    what: &'static str,
+) -> Result<(), WireError> {
     let mut out = Vec::with_capacity(message.encoded_len() + 5);
     ringfs_common::dtp::encode_delimited(message, &mut out);
     writer.write_all(&out).map_err(WireError::io(what))?;
@@ -153,7 +160,8 @@ pub fn read_packet(
 /// Sends a planned read: per packet, the prefix and checksums with MSG_MORE, then the
 /// data straight from the block file with sendfile(2). Returns data bytes sent.
 pub fn send_read_plan(socket: &TcpStream, plan: &ReadPlan) -> Result<u64, WireError> {
-    let mut head = Vec::with_capacity(PACKET_HEADER_SIZE_MAX + plan.wire_checksum.checksum_len(plan.packet_data_max));
+    let mut head =
+        Vec::with_capacity(PACKET_HEADER_SIZE_MAX + plan.wire_checksum.checksum_len(plan.packet_data_max));
     let mut sent = 0u64;
     for packet in plan.packets() {
         head.clear();
@@ -161,7 +169,11 @@ pub fn send_read_plan(socket: &TcpStream, plan: &ReadPlan) -> Result<u64, WireEr
         let at = head.len();
         head.resize(at + packet.checksum_len, 0);
         plan.fill_checksums(&packet, &mut head[at..])?;
-        let more = if packet.data_len > 0 { MsgFlags::from_bits_retain(nix::libc::MSG_MORE) } else { MsgFlags::empty() };
+        let more = if packet.data_len > 0 {
+            MsgFlags::from_bits_retain(nix::libc::MSG_MORE)
+        } else {
+            MsgFlags::empty()
+        };
         send_all(socket, &head, more)?;
         if packet.data_len > 0 {
             sendfile_all(socket, &plan.reader.data, packet.offset_in_block, packet.data_len)?;
@@ -210,7 +222,13 @@ mod tests {
         let data = vec![7u8; 1000];
         let checksum = DataChecksum::CRC32C_512;
         let sums = checksum.compute_vec(&data);
-        let header = PacketHeader { offset_in_block: 0, seqno: 0, last_packet_in_block: false, data_len: 1000, sync_block: false };
+        let header = PacketHeader {
+            offset_in_block: 0,
+            seqno: 0,
+            last_packet_in_block: false,
+            data_len: 1000,
+            sync_block: false,
+        };
         Packet { header, checksums: &sums, data: &data }.encode(&mut wire);
         let mut reader = &wire[..];
         let decoded: BlockOpResponseProto = read_delimited(&mut reader, "response").unwrap();
@@ -226,7 +244,10 @@ mod tests {
     fn refuses_oversized_lengths_before_allocating() {
         // A delimited message claiming 1 GiB.
         let wire = [0x80, 0x80, 0x80, 0x80, 0x04];
-        assert!(matches!(read_delimited::<BlockOpResponseProto>(&mut &wire[..], "r"), Err(WireError::Dtp(_))));
+        assert!(matches!(
+            read_delimited::<BlockOpResponseProto>(&mut &wire[..], "r"),
+            Err(WireError::Dtp(_))
+        ));
         // A packet whose header length exceeds the 27-byte maximum.
         let wire = [0, 0, 0, 4, 0, 200];
         assert!(matches!(read_packet(&mut &wire[..], &mut Vec::new(), None), Err(WireError::Dtp(_))));

@@ -65,8 +65,11 @@ impl DataNode {
         let store = tokio::task::spawn_blocking(move || BlockStore::open(&dirs, sync_on_close))
             .await
             .expect("opening volumes does not panic")?;
-        let xfer = std::net::TcpListener::bind(&config.xfer_bind)
-            .map_err(|source| DataNodeError::Bind { what: "data", addr: config.xfer_bind.clone(), source })?;
+        let xfer = std::net::TcpListener::bind(&config.xfer_bind).map_err(|source| DataNodeError::Bind {
+            what: "data",
+            addr: config.xfer_bind.clone(),
+            source,
+        })?;
         let ipc = tokio::net::TcpListener::bind(&config.ipc_bind)
             .await
             .map_err(|source| DataNodeError::Bind { what: "ipc", addr: config.ipc_bind.clone(), source })?;
@@ -76,8 +79,11 @@ impl DataNode {
         let local = |addr: std::io::Result<SocketAddr>, what| {
             addr.map_err(|source| DataNodeError::Bind { what, addr: String::new(), source })
         };
-        let (xfer_local, ipc_local, http_local) =
-            (local(xfer.local_addr(), "data")?, local(ipc.local_addr(), "ipc")?, local(http.local_addr(), "http")?);
+        let (xfer_local, ipc_local, http_local) = (
+            local(xfer.local_addr(), "data")?,
+            local(ipc.local_addr(), "ipc")?,
+            local(http.local_addr(), "http")?,
+        );
 
         let (events, event_rx) = EventSink::channel();
         let ctx = Arc::new(DataNodeContext::new(store, config, events));

@@ -34,7 +34,8 @@ pub fn run(ctx: &DataNodeContext, plan: TransferPlan) -> Result<(), TransferErro
         .next()
         .ok_or(WireError::Eof { what: "target address" })
         .map_err(wire)?;
-    let stream = TcpStream::connect_timeout(&addr, MIRROR_CONNECT_TIMEOUT).map_err(io("connect")).map_err(wire)?;
+    let stream =
+        TcpStream::connect_timeout(&addr, MIRROR_CONNECT_TIMEOUT).map_err(io("connect")).map_err(wire)?;
     stream
         .set_nodelay(true)
         .and_then(|_| stream.set_read_timeout(Some(SOCKET_READ_TIMEOUT)))

@@ -23,6 +23,7 @@
 //! names that as the reason and `auto` falls back loudly.
 
 pub mod threads;
+pub mod uring;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -81,7 +82,11 @@ pub struct RunningEngine {
 }
 
 /// Picks the engine for `kind` and starts it on `listener`.
-pub fn start(kind: EngineKind, listener: TcpListener, ctx: Arc<DataNodeContext>) -> Result<RunningEngine, EngineError> {
+pub fn start(
+    kind: EngineKind,
+    listener: TcpListener,
+    ctx: Arc<DataNodeContext>,
+) -> Result<RunningEngine, EngineError> {
     let info = match (kind, uring_unavailable()) {
         (EngineKind::Threads, _) => EngineInfo { name: "threads", fallback_reason: None },
         (EngineKind::Uring, Some(reason)) => return Err(EngineError::UringUnavailable { reason }),
@@ -91,7 +96,9 @@ pub fn start(kind: EngineKind, listener: TcpListener, ctx: Arc<DataNodeContext>)
         }
         (EngineKind::Uring | EngineKind::Auto, None) => EngineInfo { name: "uring", fallback_reason: None },
     };
-    let local_addr = listener.local_addr().map_err(|source| EngineError::Io { action: "read listener address", source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| EngineError::Io { action: "read listener address", source })?;
     let _ = ctx.metrics.engine.set(info.clone());
     let serve_ctx = Arc::clone(&ctx);
     let name = info.name;

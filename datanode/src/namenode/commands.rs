@@ -17,7 +17,10 @@ use crate::store::StoreError;
 
 impl Namenode {
     /// Executes commands in order; a RegisterCommand re-registers and reports.
-    pub(super) async fn execute_all(&mut self, commands: Vec<DatanodeCommandProto>) -> Result<(), NamenodeError> {
+    pub(super) async fn execute_all(
+        &mut self,
+        commands: Vec<DatanodeCommandProto>,
+    ) -> Result<(), NamenodeError> {
         let mut reregister = false;
         for command in commands {
             match CommandType::try_from(command.cmd_type) {
@@ -28,7 +31,10 @@ impl Namenode {
                 Ok(CommandType::RegisterCommand) => reregister = true,
                 Ok(CommandType::BlockRecoveryCommand) => {
                     let blocks = command.recovery_cmd.map_or(0, |c| c.blocks.len());
-                    warn!(blocks, "block recovery (lease recovery) is not supported by this datanode yet; ignored");
+                    warn!(
+                        blocks,
+                        "block recovery (lease recovery) is not supported by this datanode yet; ignored"
+                    );
                 }
                 Ok(CommandType::FinalizeCommand) | Ok(CommandType::NullDatanodeCommand) => {}
                 Ok(other) => debug!(command = other.as_str_name(), "namenode command ignored"),
@@ -74,7 +80,9 @@ fn invalidate(ctx: &DataNodeContext, command: &BlockCommandProto) {
                     volume: replica.volume,
                 });
             }
-            Err(StoreError::ReplicaNotFound { .. }) => debug!(block_id = block.block_id, "invalidated replica already gone"),
+            Err(StoreError::ReplicaNotFound { .. }) => {
+                debug!(block_id = block.block_id, "invalidated replica already gone")
+            }
             Err(e) => warn!(block_id = block.block_id, error = %e, "cannot delete replica"),
         }
     }
@@ -83,12 +91,15 @@ fn invalidate(ctx: &DataNodeContext, command: &BlockCommandProto) {
 /// DNA_TRANSFER: copy each block to its targets, each copy on its own thread.
 fn transfer(ctx: &Arc<DataNodeContext>, command: BlockCommandProto) {
     for (i, block) in command.blocks.iter().enumerate() {
-        let Some(targets) = command.targets.get(i).map(|t| t.datanodes.clone()).filter(|t| !t.is_empty()) else {
+        let Some(targets) = command.targets.get(i).map(|t| t.datanodes.clone()).filter(|t| !t.is_empty())
+        else {
             warn!(block_id = block.block_id, "transfer without targets ignored");
             continue;
         };
-        let storage_types = command.target_storage_types.get(i).map(|t| t.storage_types.clone()).unwrap_or_default();
-        let storage_ids = command.target_storage_uuids.get(i).map(|t| t.storage_uuids.clone()).unwrap_or_default();
+        let storage_types =
+            command.target_storage_types.get(i).map(|t| t.storage_types.clone()).unwrap_or_default();
+        let storage_ids =
+            command.target_storage_uuids.get(i).map(|t| t.storage_uuids.clone()).unwrap_or_default();
         let Some(guard) = ctx.metrics.enter_transfer(TRANSFERS_MAX) else {
             warn!(block_id = block.block_id, "too many transfers in progress; the namenode will ask again");
             continue;
@@ -100,15 +111,23 @@ fn transfer(ctx: &Arc<DataNodeContext>, command: BlockCommandProto) {
             num_bytes: block.num_bytes,
         };
         let ctx = Arc::clone(ctx);
-        let spawned = std::thread::Builder::new().name(format!("transfer {}", block.block_id)).spawn(move || {
-            let _guard = guard;
-            let outcome = plan_transfer(&ctx.store, &extended, &targets, &storage_types, &storage_ids, TransferKind::Replication)
+        let spawned =
+            std::thread::Builder::new().name(format!("transfer {}", block.block_id)).spawn(move || {
+                let _guard = guard;
+                let outcome = plan_transfer(
+                    &ctx.store,
+                    &extended,
+                    &targets,
+                    &storage_types,
+                    &storage_ids,
+                    TransferKind::Replication,
+                )
                 .map_err(|e| e.to_string())
                 .and_then(|plan| crate::transfer::run(&ctx, plan).map_err(|e| e.to_string()));
-            if let Err(e) = outcome {
-                warn!(block_id = extended.block_id, error = %e, "replication transfer failed");
-            }
-        });
+                if let Err(e) = outcome {
+                    warn!(block_id = extended.block_id, error = %e, "replication transfer failed");
+                }
+            });
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start a transfer thread");
         }

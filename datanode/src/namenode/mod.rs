@@ -52,7 +52,9 @@ pub enum NamenodeError {
     Store(#[from] StoreError),
     #[error("shutting down")]
     ShuttingDown,
-    #[error("block pool changed from {served} to {offered}: restart the datanode to serve the new namespace")]
+    #[error(
+        "block pool changed from {served} to {offered}: restart the datanode to serve the new namespace"
+    )]
     BlockPoolChanged { served: String, offered: String },
 }
 
@@ -148,7 +150,9 @@ impl Namenode {
 
     /// registerDatanode; keeps what the namenode answers (it may rewrite the address).
     pub async fn register(&mut self) -> Result<(), NamenodeError> {
-        let request = RegisterDatanodeRequestProto { registration: registration_proto(&self.identity, &self.namespace) };
+        let request = RegisterDatanodeRequestProto {
+            registration: registration_proto(&self.identity, &self.namespace),
+        };
         let response: RegisterDatanodeResponseProto = self.call("registerDatanode", &request).await?;
         self.registration = response.registration;
         info!(
@@ -178,7 +182,10 @@ impl Namenode {
     }
 
     /// A full block report, one storage report per volume in one RPC.
-    pub async fn full_block_report(&mut self, lease_id: u64) -> Result<BlockReportResponseProto, NamenodeError> {
+    pub async fn full_block_report(
+        &mut self,
+        lease_id: u64,
+    ) -> Result<BlockReportResponseProto, NamenodeError> {
         let ctx = Arc::clone(&self.ctx);
         let per_volume = tokio::task::spawn_blocking(move || ctx.store.block_report())
             .await
@@ -209,7 +216,8 @@ impl Namenode {
                 block_pool_id: self.block_pool_id(),
                 blocks: reports::received_deleted(self.ctx.store.volumes(), batch),
             };
-            let _: BlockReceivedAndDeletedResponseProto = self.call("blockReceivedAndDeleted", &request).await?;
+            let _: BlockReceivedAndDeletedResponseProto =
+                self.call("blockReceivedAndDeleted", &request).await?;
         }
         debug!(events = events.len(), "incremental block report sent");
         Ok(())
@@ -229,7 +237,11 @@ impl Namenode {
     }
 
     /// Runs the actor until shutdown.
-    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<ReplicaEvent>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<ReplicaEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let interval = self.ctx.config.heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -284,7 +296,11 @@ impl Namenode {
 
     /// After a failed call: re-register (unregistered), reconnect (connection lost), or
     /// just log (an error answer about one call).
-    async fn recover(&mut self, error: NamenodeError, shutdown: &mut watch::Receiver<bool>) -> Result<(), NamenodeError> {
+    async fn recover(
+        &mut self,
+        error: NamenodeError,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), NamenodeError> {
         if error.is_unregistered() {
             warn!(error = %error, "namenode does not know us; registering again");
         } else if error.is_connection_lost() {
@@ -311,7 +327,8 @@ impl Namenode {
 
     async fn rejoin(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), NamenodeError> {
         if !self.client.is_open() {
-            self.client = connect_until_up(&self.ctx.config.namenode_addr, &self.ctx.config.user, shutdown).await?;
+            self.client =
+                connect_until_up(&self.ctx.config.namenode_addr, &self.ctx.config.user, shutdown).await?;
         }
         let namespace = version_request(&self.client).await?;
         if namespace.block_pool_id != self.namespace.block_pool_id {
@@ -327,7 +344,10 @@ impl Namenode {
 }
 
 /// Our registration: identity, the namespace's storage info, no block keys.
-fn registration_proto(identity: &DatanodeIdentity, namespace: &NamespaceInfoProto) -> DatanodeRegistrationProto {
+fn registration_proto(
+    identity: &DatanodeIdentity,
+    namespace: &NamespaceInfoProto,
+) -> DatanodeRegistrationProto {
     DatanodeRegistrationProto {
         datanode_id: DatanodeIdProto {
             ip_addr: identity.ip.clone(),

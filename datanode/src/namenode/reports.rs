@@ -5,7 +5,8 @@ use ringfs_common::proto::hdfs::datanode::{
     StorageReceivedDeletedBlocksProto,
 };
 use ringfs_common::proto::hdfs::{
-    datanode_storage_proto::StorageState, BlockProto, DatanodeStorageProto, StorageReportProto, StorageTypeProto,
+    datanode_storage_proto::StorageState, BlockProto, DatanodeStorageProto, StorageReportProto,
+    StorageTypeProto,
 };
 
 use crate::events::{ReplicaEvent, ReplicaEventKind};
@@ -41,7 +42,10 @@ pub fn encode_block_list(replicas: &[ReportedReplica]) -> Vec<u64> {
 }
 
 /// One StorageBlockReportProto per volume.
-pub fn block_reports(volumes: &[Volume], per_volume: &[Vec<ReportedReplica>]) -> Vec<StorageBlockReportProto> {
+pub fn block_reports(
+    volumes: &[Volume],
+    per_volume: &[Vec<ReportedReplica>],
+) -> Vec<StorageBlockReportProto> {
     volumes
         .iter()
         .zip(per_volume)
@@ -78,7 +82,10 @@ pub fn storage_reports(volumes: &[Volume]) -> Vec<StorageReportProto> {
 
 /// Groups replica events by storage for blockReceivedAndDeleted, in event order.
 #[allow(deprecated)] // storageUuid is deprecated in Hadoop's proto but still `required`.
-pub fn received_deleted(volumes: &[Volume], events: &[ReplicaEvent]) -> Vec<StorageReceivedDeletedBlocksProto> {
+pub fn received_deleted(
+    volumes: &[Volume],
+    events: &[ReplicaEvent],
+) -> Vec<StorageReceivedDeletedBlocksProto> {
     let mut per_volume: Vec<Vec<ReceivedDeletedBlockInfoProto>> = vec![Vec::new(); volumes.len()];
     for event in events {
         let status = match event.kind {

@@ -62,7 +62,8 @@ pub fn block_checksum(
         }
     }
     let crc_per_block = if size == 0 { 0 } else { reader.visible_len.div_ceil(bpc) };
-    let crc_type = if checksum.kind == ChecksumKind::Null { None } else { Some(checksum.kind.to_proto() as i32) };
+    let crc_type =
+        if checksum.kind == ChecksumKind::Null { None } else { Some(checksum.kind.to_proto() as i32) };
     Ok(OpBlockChecksumResponseProto {
         bytes_per_crc: checksum.bytes_per_checksum,
         crc_per_block,

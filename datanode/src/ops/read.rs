@@ -71,7 +71,12 @@ impl ReadPlan {
     }
 
     /// Plans sending `[offset, offset + len)` of an open replica.
-    pub fn for_range(reader: ReplicaReader, offset: u64, len: u64, send_checksums: bool) -> Result<ReadPlan, OpError> {
+    pub fn for_range(
+        reader: ReplicaReader,
+        offset: u64,
+        len: u64,
+        send_checksums: bool,
+    ) -> Result<ReadPlan, OpError> {
         let visible = reader.visible_len;
         let end = offset.checked_add(len).filter(|&end| end <= visible).ok_or_else(|| {
             OpError::invalid(format!(

@@ -17,7 +17,12 @@ pub(crate) const POOL: &str = "BP-1-127.0.0.1-1";
 pub(crate) fn test_store() -> (tempfile::TempDir, BlockStore) {
     let dir = tempfile::tempdir().unwrap();
     let store = BlockStore::open(&[dir.path().to_path_buf()], false).unwrap();
-    let ns = NamespaceIdentity { block_pool_id: POOL.into(), cluster_id: "CID-1".into(), namespace_id: 1, ctime: 0 };
+    let ns = NamespaceIdentity {
+        block_pool_id: POOL.into(),
+        cluster_id: "CID-1".into(),
+        namespace_id: 1,
+        ctime: 0,
+    };
     store.attach_block_pool(&ns).unwrap();
     (dir, store)
 }
@@ -27,7 +32,13 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn header(offset: i64, seqno: i64, data_len: usize) -> PacketHeader {
-    PacketHeader { offset_in_block: offset, seqno, last_packet_in_block: false, data_len: data_len as i32, sync_block: false }
+    PacketHeader {
+        offset_in_block: offset,
+        seqno,
+        last_packet_in_block: false,
+        data_len: data_len as i32,
+        sync_block: false,
+    }
 }
 
 fn receive_state(store: &BlockStore, block_id: u64) -> ReceiveState {
@@ -97,7 +108,10 @@ fn retransmissions_after_recovery_skip_what_is_on_disk() {
     write_packet(&state, 0, 0, &data[..3000]);
     // Java resends from the last acked chunk boundary.
     let plan = state.plan(header(1024, 1, 4096)).unwrap();
-    assert_eq!((plan.data_skip, plan.chunk_skip, plan.first_disk_chunk, plan.chunks_written), (1976, 3, 5, 5));
+    assert_eq!(
+        (plan.data_skip, plan.chunk_skip, plan.first_disk_chunk, plan.chunks_written),
+        (1976, 3, 5, 5)
+    );
     assert_eq!(plan.data_file_offset, 3000);
     write_packet(&state, 1024, 1, &data[1024..]);
     assert_consistent(&store, 4, &data);
@@ -115,7 +129,10 @@ fn java_resends_a_partial_chunk_after_hflush() {
     write_packet(&state, 0, 0, &data[..1100]);
     // The next packet starts at the chunk boundary and repeats bytes 1024..1100.
     let plan = state.plan(header(1024, 1, 1000)).unwrap();
-    assert_eq!((plan.data_skip, plan.chunk_skip, plan.first_disk_chunk, plan.partial_prefix), (76, 0, 2, None));
+    assert_eq!(
+        (plan.data_skip, plan.chunk_skip, plan.first_disk_chunk, plan.partial_prefix),
+        (76, 0, 2, None)
+    );
     write_packet(&state, 1024, 1, &data[1024..]);
     assert_consistent(&store, 5, &data);
 }
@@ -168,7 +185,12 @@ fn read_request(block_id: u64, gen_stamp: u64, offset: u64, len: u64) -> OpReadB
     OpReadBlockProto {
         header: ClientOperationHeaderProto {
             base_header: BaseHeaderProto {
-                block: ExtendedBlockProto { pool_id: POOL.into(), block_id, generation_stamp: gen_stamp, num_bytes: None },
+                block: ExtendedBlockProto {
+                    pool_id: POOL.into(),
+                    block_id,
+                    generation_stamp: gen_stamp,
+                    num_bytes: None,
+                },
                 token: None,
                 trace_info: None,
             },
@@ -193,7 +215,10 @@ fn read_plans_start_on_a_chunk_and_end_with_an_empty_packet() {
     let packets: Vec<_> = plan.packets().collect();
     assert_eq!(packets.len(), 3);
     assert_eq!((packets[0].seqno, packets[0].offset_in_block, packets[0].data_len), (0, 512, 65_536));
-    assert_eq!((packets[1].offset_in_block, packets[1].data_len, packets[1].checksum_len), (66_048, 5_120, 40));
+    assert_eq!(
+        (packets[1].offset_in_block, packets[1].data_len, packets[1].checksum_len),
+        (66_048, 5_120, 40)
+    );
     assert!(packets[2].last && packets[2].data_len == 0 && packets[2].offset_in_block == 71_168);
     assert_eq!(packets[2].seqno, 2);
     let mut sums = vec![0u8; packets[1].checksum_len];
@@ -248,7 +273,12 @@ fn rbw_reads_stop_at_the_acked_length_with_a_fresh_last_crc() {
 fn checksum_request(block_id: u64, len: u64) -> OpBlockChecksumProto {
     OpBlockChecksumProto {
         header: BaseHeaderProto {
-            block: ExtendedBlockProto { pool_id: POOL.into(), block_id, generation_stamp: 1001, num_bytes: Some(len) },
+            block: ExtendedBlockProto {
+                pool_id: POOL.into(),
+                block_id,
+                generation_stamp: 1001,
+                num_bytes: Some(len),
+            },
             token: None,
             trace_info: None,
         },
@@ -289,7 +319,12 @@ fn write_request(stage: Stage, targets: usize, client: &str) -> WriteRequest {
     WriteRequest::parse(OpWriteBlockProto {
         header: ClientOperationHeaderProto {
             base_header: BaseHeaderProto {
-                block: ExtendedBlockProto { pool_id: POOL.into(), block_id: 20, generation_stamp: 1001, num_bytes: Some(0) },
+                block: ExtendedBlockProto {
+                    pool_id: POOL.into(),
+                    block_id: 20,
+                    generation_stamp: 1001,
+                    num_bytes: Some(0),
+                },
                 token: None,
                 trace_info: None,
             },
@@ -330,7 +365,11 @@ fn the_mirror_gets_the_request_with_targets_shifted() {
 #[test]
 fn acks_list_this_node_then_every_downstream_node() {
     let downstream = compose_ack(4, Status::Success, Downstream::None);
-    let ack = compose_ack(4, Status::Success, Downstream::Ack(&compose_ack(4, Status::Success, Downstream::Ack(&downstream))));
+    let ack = compose_ack(
+        4,
+        Status::Success,
+        Downstream::Ack(&compose_ack(4, Status::Success, Downstream::Ack(&downstream))),
+    );
     assert_eq!(ack_statuses(&ack), vec![Status::Success; 3]);
     assert_eq!(ack.reply.len(), ack.flag.len());
     let failed = compose_ack(5, Status::Success, Downstream::Failed);
@@ -343,7 +382,9 @@ fn setup_reports_receiving_and_completion_reports_received() {
     let (_dir, store) = test_store();
     let (events, mut rx) = EventSink::channel();
     let request = write_request(Stage::PipelineSetupCreate, 0, "client");
-    let WriteTarget::Receive(state) = open_replica(&store, &events, &request).unwrap() else { panic!("receive") };
+    let WriteTarget::Receive(state) = open_replica(&store, &events, &request).unwrap() else {
+        panic!("receive")
+    };
     assert_eq!(rx.try_recv().unwrap().kind, ReplicaEventKind::Receiving);
     write_packet(&state, 0, 0, &pattern(10, 1));
     let replica = write::complete(&store, &events, &request, state).unwrap();
@@ -356,7 +397,9 @@ fn setup_reports_receiving_and_completion_reports_received() {
     // A DN-to-DN copy is a temporary replica: no RECEIVING.
     let mut copy = write_request(Stage::PipelineSetupCreate, 0, "");
     copy.proto.header.base_header.block.block_id = 21;
-    let WriteTarget::Receive(state) = open_replica(&store, &events, &copy).unwrap() else { panic!("receive") };
+    let WriteTarget::Receive(state) = open_replica(&store, &events, &copy).unwrap() else {
+        panic!("receive")
+    };
     assert_eq!(state.writer().state(), ReplicaState::Temporary);
     assert!(rx.try_recv().is_err());
 }

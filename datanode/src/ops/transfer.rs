@@ -65,7 +65,11 @@ pub fn plan_transfer(
     let (stage, client_name) = match &kind {
         TransferKind::Replication => (Stage::PipelineSetupCreate, String::new()),
         TransferKind::PipelineRecovery { client_name } => {
-            let stage = if reader.state == ReplicaState::Finalized { Stage::TransferFinalized } else { Stage::TransferRbw };
+            let stage = if reader.state == ReplicaState::Finalized {
+                Stage::TransferFinalized
+            } else {
+                Stage::TransferRbw
+            };
             (stage, client_name.clone())
         }
     };

@@ -63,7 +63,8 @@ impl WriteRequest {
         let client_checksum = DataChecksum::new(kind, requested.bytes_per_checksum)
             .map_err(|source| OpError::Checksum { source })?;
         let name = &proto.header.client_name;
-        let role = if name.is_empty() { WriterRole::Datanode } else { WriterRole::Client { name: name.clone() } };
+        let role =
+            if name.is_empty() { WriterRole::Datanode } else { WriterRole::Client { name: name.clone() } };
         if matches!(stage, Stage::DataStreaming | Stage::PipelineClose) {
             return Err(OpError::invalid(format!("{} is not a pipeline setup stage", stage.as_str_name())));
         }
@@ -149,7 +150,11 @@ pub enum WriteTarget {
 
 /// Creates or reopens the replica as the stage asks. A client-created RBW is reported
 /// RECEIVING; a close recovery is reported RECEIVED.
-pub fn open_replica(store: &BlockStore, events: &EventSink, request: &WriteRequest) -> Result<WriteTarget, OpError> {
+pub fn open_replica(
+    store: &BlockStore,
+    events: &EventSink,
+    request: &WriteRequest,
+) -> Result<WriteTarget, OpError> {
     let block = request.block();
     store.check_pool(&block.pool_id)?;
     let (id, gs, new_gs) = (block.block_id, block.generation_stamp, request.new_gen_stamp());
@@ -331,7 +336,8 @@ impl ReceiveState {
         plan.first_disk_chunk = first_written_start / bpc;
         plan.chunks_written = (end - first_written_start).div_ceil(bpc) as usize;
         if !first_written_start.is_multiple_of(bpc) {
-            plan.partial_prefix = Some((first_written_start - first_written_start % bpc, (first_written_start % bpc) as usize));
+            plan.partial_prefix =
+                Some((first_written_start - first_written_start % bpc, (first_written_start % bpc) as usize));
         }
         Ok(plan)
     }

@@ -164,6 +164,26 @@ impl RbwWriter {
         Ok(u32::from_be_bytes(crc))
     }
 
+    /// Cuts the replica back to `length` bytes (pipeline recovery drops unacknowledged,
+    /// possibly unverified data) and recomputes the checksum of a now partial last chunk.
+    pub fn truncate(&self, length: u64) -> Result<(), StoreError> {
+        let bpc = u64::from(self.checksum.bytes_per_checksum);
+        let size = self.checksum.kind.size() as u64;
+        self.data.set_len(length).map_err(StoreError::io("truncate", &self.data_path))?;
+        let meta_len = META_HEADER_SIZE as u64 + length.div_ceil(bpc) * size;
+        self.meta.set_len(meta_len).map_err(StoreError::io("truncate", &self.meta_path))?;
+        let partial = length % bpc;
+        if size > 0 && partial > 0 {
+            let chunk_start = length - partial;
+            let mut chunk = vec![0u8; partial as usize];
+            self.read_data_at(chunk_start, &mut chunk)?;
+            let crc = self.checksum.kind.crc(&chunk).to_be_bytes();
+            self.write_checksums_at(chunk_start / bpc, &crc)?;
+        }
+        self.progress.reset(length);
+        Ok(())
+    }
+
     /// fdatasync of data then meta (hsync, synconclose).
     pub fn sync(&self) -> Result<(), StoreError> {
         self.data.sync_data().map_err(StoreError::io("fdatasync", &self.data_path))?;

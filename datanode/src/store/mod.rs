@@ -452,7 +452,21 @@ impl BlockStore {
         }
         let replica = self.bump_gen_stamp(&replica, new_gen_stamp.max(gen_stamp))?;
         let paths = self.replica_paths(&replica)?;
-        self.open_writer(block_id, replica.gen_stamp, ReplicaState::Rbw, replica.volume, paths, progress)
+        let writer = self.open_writer(
+            block_id,
+            replica.gen_stamp,
+            ReplicaState::Rbw,
+            replica.volume,
+            paths,
+            progress,
+        )?;
+        // Data past the acked length was never verified by the whole pipeline (the node
+        // that would have noticed corruption may be the one that failed): drop it, the
+        // client resends it.
+        if bytes_on_disk > bytes_acked {
+            writer.truncate(bytes_acked)?;
+        }
+        Ok(writer)
     }
 
     /// Checks a replica for append/close recovery: genstamp in range, and (for an RBW

@@ -274,3 +274,23 @@ fn scan_100k_replicas() {
     eprintln!("scanned {} replicas in {:?}", report.replicas.len(), started.elapsed());
     assert_eq!(report.replicas.len(), 100_000);
 }
+
+#[test]
+fn streaming_recovery_drops_unacknowledged_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&[dir.path().to_path_buf()]);
+    let writer = store.create(70, 1001, DataChecksum::CRC32C_512, ReplicaState::Rbw, 0).unwrap();
+    let data = pattern(1500);
+    write_all(&writer, &data);
+    let progress = Arc::clone(writer.progress());
+    drop(writer);
+    // Only 700 bytes made it back to the client as acked.
+    progress.reset(700);
+    progress.set_bytes_on_disk(1500);
+    let recovered = store.recover_rbw(70, 1001, 1002, 700, 1500).unwrap();
+    assert_eq!(recovered.bytes_on_disk(), 700);
+    let rbw = dir.path().join(format!("current/{POOL}/current/rbw"));
+    assert_eq!(std::fs::read(rbw.join("blk_70")).unwrap(), &data[..700]);
+    let meta = std::fs::read(rbw.join("blk_70_1002.meta")).unwrap();
+    assert_eq!(&meta[7..], &DataChecksum::CRC32C_512.compute_vec(&data[..700])[..]);
+}

@@ -11,8 +11,8 @@ use std::time::Duration;
 use ringfs_common::dtp::{DtpError, OpRequest};
 use ringfs_common::limits::PACKET_SIZE_MAX;
 use ringfs_common::proto::hdfs::{
-    BlockOpResponseProto, ClientReadStatusProto, OpBlockChecksumProto, OpReadBlockProto, OpTransferBlockProto,
-    Status,
+    BlockOpResponseProto, ClientReadStatusProto, OpBlockChecksumProto, OpReadBlockProto,
+    OpTransferBlockProto, Status,
 };
 use tracing::{debug, info, warn};
 
@@ -102,7 +102,8 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: &DataNodeContext) 
             return;
         }
     };
-    let mut conn = Connection { reader: BufReader::with_capacity(READ_BUFFER_SIZE, reader), writer: stream, peer, ctx };
+    let mut conn =
+        Connection { reader: BufReader::with_capacity(READ_BUFFER_SIZE, reader), writer: stream, peer, ctx };
     let mut first = true;
     loop {
         // The first op may take a while to arrive; later ones only within the keepalive.
@@ -157,7 +158,9 @@ impl Connection<'_> {
             OpRequest::ReplaceBlock(_) | OpRequest::CopyBlock(_) => {
                 self.reply_unsupported("REPLACE_BLOCK/COPY_BLOCK (the balancer)")
             }
-            OpRequest::Unsupported(op) => self.reply_unsupported(&format!("{op:?} (short-circuit reads, EC)")),
+            OpRequest::Unsupported(op) => {
+                self.reply_unsupported(&format!("{op:?} (short-circuit reads, EC)"))
+            }
         }
     }
 
@@ -188,7 +191,9 @@ impl Connection<'_> {
         // The client's verdict. snakebite hangs up instead of sending it: that only
         // ends this connection.
         match read_delimited::<ClientReadStatusProto>(&mut self.reader, "client read status") {
-            Ok(status) if status.status == Status::ChecksumOk as i32 || status.status == Status::Success as i32 => {
+            Ok(status)
+                if status.status == Status::ChecksumOk as i32 || status.status == Status::Success as i32 =>
+            {
                 Ok(Next::Continue)
             }
             Ok(status) => {

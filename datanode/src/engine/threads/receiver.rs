@@ -16,11 +16,14 @@ use tracing::{debug, info, warn};
 
 use super::{shutdown_quietly, Connection, Next, XceiverError, READ_BUFFER_SIZE};
 use crate::context::Metrics;
-use crate::limits::{MIRROR_CONNECT_TIMEOUT, READ_TIMEOUT_EXTENSION, SOCKET_READ_TIMEOUT, SOCKET_WRITE_TIMEOUT, UNACKED_PACKETS_MAX};
+use crate::limits::{
+    MIRROR_CONNECT_TIMEOUT, READ_TIMEOUT_EXTENSION, SOCKET_READ_TIMEOUT, SOCKET_WRITE_TIMEOUT,
+    UNACKED_PACKETS_MAX,
+};
 use crate::net::{read_delimited, read_packet, write_delimited, WireError};
 use crate::ops::write::{
-    abandon, complete, compose_ack, connect_ack, mirror_reports_corruption, open_replica, Downstream, MirrorTarget,
-    ReceiveState, WriteRequest, WriteTarget,
+    abandon, complete, compose_ack, connect_ack, mirror_reports_corruption, open_replica, Downstream,
+    MirrorTarget, ReceiveState, WriteRequest, WriteTarget,
 };
 use crate::ops::OpError;
 use crate::store::WriteProgress;
@@ -63,7 +66,8 @@ pub(super) fn write_block(conn: &mut Connection<'_>, proto: OpWriteBlockProto) -
         match connect_mirror(target, request.proto.targets.len()) {
             Ok(mut connected) => {
                 if request.sends_acks() {
-                    match read_delimited::<BlockOpResponseProto>(&mut connected.reader, "mirror connect-ack") {
+                    match read_delimited::<BlockOpResponseProto>(&mut connected.reader, "mirror connect-ack")
+                    {
                         Ok(ack) => {
                             status = Status::try_from(ack.status).unwrap_or(Status::Error);
                             first_bad_link = ack.first_bad_link.unwrap_or_default();
@@ -95,7 +99,11 @@ pub(super) fn write_block(conn: &mut Connection<'_>, proto: OpWriteBlockProto) -
     }
     let state = match target {
         WriteTarget::Closed(replica) => {
-            debug!(block_id = replica.block_id, gen_stamp = replica.gen_stamp, "pipeline close recovery finalized");
+            debug!(
+                block_id = replica.block_id,
+                gen_stamp = replica.gen_stamp,
+                "pipeline close recovery finalized"
+            );
             return Ok(Next::Close);
         }
         WriteTarget::Receive(state) => state,
@@ -143,7 +151,8 @@ fn connect_mirror(target: &MirrorTarget, downstream_count: usize) -> Result<Mirr
         .map_err(io("resolve mirror"))?
         .next()
         .ok_or(WireError::Eof { what: "mirror address" })?;
-    let stream = TcpStream::connect_timeout(&addr, MIRROR_CONNECT_TIMEOUT).map_err(io("connect to mirror"))?;
+    let stream =
+        TcpStream::connect_timeout(&addr, MIRROR_CONNECT_TIMEOUT).map_err(io("connect to mirror"))?;
     let read_timeout = SOCKET_READ_TIMEOUT + READ_TIMEOUT_EXTENSION * downstream_count as u32;
     stream.set_nodelay(true).map_err(io("configure mirror socket"))?;
     stream.set_read_timeout(Some(read_timeout)).map_err(io("configure mirror socket"))?;
@@ -171,7 +180,8 @@ fn receive(
         Some(m) => (Some(m.writer), Some(m.reader), m.addr),
         None => (None, None, String::new()),
     };
-    let upstream = conn.writer.try_clone().map_err(|source| WireError::Io { what: "clone socket", source })?;
+    let upstream =
+        conn.writer.try_clone().map_err(|source| WireError::Io { what: "clone socket", source })?;
     let progress = Arc::clone(state.writer().progress());
     std::thread::scope(|scope| {
         let (acks, responder) = if request.sends_acks() {
@@ -210,7 +220,8 @@ fn receive(
                 shutdown_quietly(m);
             }
         }
-        let responder_outcome = responder.map(|h| h.join().unwrap_or(Err(XceiverError::Op(OpError::invalid("responder panicked")))));
+        let responder_outcome = responder
+            .map(|h| h.join().unwrap_or(Err(XceiverError::Op(OpError::invalid("responder panicked")))));
         outcome?;
         if let Some(result) = responder_outcome {
             result?;
@@ -269,7 +280,11 @@ impl PacketLoop<'_, '_> {
                 match complete(&ctx.store, &ctx.events, self.request, state) {
                     Ok(replica) => {
                         Metrics::add(&ctx.metrics.blocks_written, 1);
-                        debug!(block_id = replica.block_id, length = replica.visible_len(), "replica complete");
+                        debug!(
+                            block_id = replica.block_id,
+                            length = replica.visible_len(),
+                            "replica complete"
+                        );
                     }
                     Err(e) => {
                         self.failed.store(true, Ordering::Release);
@@ -364,7 +379,11 @@ impl Responder<'_> {
             }
             write_delimited(&mut &*self.upstream, &ack, "pipeline ack")?;
             if entry.status != Status::Success {
-                return Err(OpError::invalid(format!("packet {} failed with {:?}", entry.seqno, entry.status)).into());
+                return Err(OpError::invalid(format!(
+                    "packet {} failed with {:?}",
+                    entry.seqno, entry.status
+                ))
+                .into());
             }
             if entry.last {
                 return Ok(());
