@@ -118,6 +118,11 @@ impl BlockMap {
         self.entries.len()
     }
 
+    /// Makes room for `blocks` more blocks (image loading).
+    pub fn reserve(&mut self, blocks: usize) {
+        self.entries.reserve_exact(blocks);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -299,8 +304,8 @@ impl BlockMap {
         }
     }
 
-    /// Bytes of the entry vector and side tables (memory accounting).
-    pub fn approximate_heap_bytes(&self) -> usize {
+    /// Heap bytes of the entry vector and side tables (allocator rounding not included).
+    pub fn heap_bytes(&self) -> usize {
         self.entries.heap_bytes()
             + self.overflow.len() * (std::mem::size_of::<(BlockId, Vec<u32>)>() + 4 * 8)
             + self.expected.len() * (std::mem::size_of::<(BlockId, Vec<Replica>)>() + 3 * 8)

@@ -32,6 +32,11 @@ impl<V> IdMap<V> {
         self.live
     }
 
+    /// Makes room for `additional` more entries exactly (loading an image of known size).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.entries.reserve_exact(additional);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.live == 0
     }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! "RFSIMAGE" | u32 LE format version | body | u32 LE CRC32C(everything before it)
-//! body: varint last_txid, next_inode_id, next_block_id, last_gen_stamp
+//! body: varint last_txid, next_inode_id, next_block_id, last_gen_stamp, block count (v2)
 //!       varint string count, strings                  (owner and group names)
 //!       varint inode count, inodes parent-first (root first, children in name order):
 //!         varint id, varint parent, str name, u8 kind (0 dir, 1 file), varint perm,
@@ -23,7 +23,10 @@ use crate::name::Name;
 use crate::namespace::{Body, Directory, Inode, Namespace, UnderConstruction, STRING_TABLE_SIZE_MAX};
 
 pub const IMAGE_MAGIC: [u8; 8] = *b"RFSIMAGE";
-pub const IMAGE_FORMAT_VERSION: u32 = 1;
+/// Version 2 added the block count (so loading can size the block map exactly);
+/// version 1 images still load.
+pub const IMAGE_FORMAT_VERSION: u32 = 2;
+const IMAGE_FORMAT_VERSION_NO_BLOCK_COUNT: u32 = 1;
 const IMAGE_HEADER_SIZE: usize = 12;
 const IMAGE_TRAILER_SIZE: usize = 4;
 /// Most blocks one file may list in an image.
@@ -64,6 +67,7 @@ pub fn encode_image(last_txid: u64, ns: &Namespace, blocks: &BlockMap) -> Vec<u8
     enc.varint(ns.next_inode_id());
     enc.varint(blocks.next_block_id());
     enc.varint(blocks.last_gen_stamp());
+    enc.varint(blocks.len() as u64);
     enc.varint(ns.strings.len() as u64);
     for s in ns.strings.iter() {
         enc.str(s);
@@ -114,7 +118,7 @@ pub fn decode_image(bytes: &[u8]) -> Result<ImageContents, ImageError> {
         return Err(ImageError::BadMagic);
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != IMAGE_FORMAT_VERSION {
+    if version != IMAGE_FORMAT_VERSION && version != IMAGE_FORMAT_VERSION_NO_BLOCK_COUNT {
         return Err(ImageError::UnsupportedVersion { version });
     }
     let (framed, trailer) = bytes.split_at(bytes.len() - IMAGE_TRAILER_SIZE);
@@ -123,20 +127,30 @@ pub fn decode_image(bytes: &[u8]) -> Result<ImageContents, ImageError> {
     if stored != computed {
         return Err(ImageError::BadChecksum { stored, computed });
     }
-    decode_image_body(&framed[IMAGE_HEADER_SIZE..])
+    decode_image_body_version(&framed[IMAGE_HEADER_SIZE..], version)
 }
 
 fn inconsistent(reason: impl Into<String>) -> ImageError {
     ImageError::Inconsistent(reason.into())
 }
 
-/// Decodes the body of an image (between the header and the CRC trailer).
+/// Decodes the body of a current-version image (between the header and the CRC trailer).
 pub fn decode_image_body(body: &[u8]) -> Result<ImageContents, ImageError> {
+    decode_image_body_version(body, IMAGE_FORMAT_VERSION)
+}
+
+fn decode_image_body_version(body: &[u8], version: u32) -> Result<ImageContents, ImageError> {
     let mut dec = Decoder::new(body);
     let last_txid = dec.varint("last txid")?;
     let next_inode_id = dec.varint("next inode id")?;
     let next_block_id = dec.varint("next block id")?;
     let gen_stamp = dec.varint("generation stamp")?;
+    // Each block takes at least three bytes, so the count is capped by the body size.
+    let block_count = if version == IMAGE_FORMAT_VERSION_NO_BLOCK_COUNT {
+        0
+    } else {
+        dec.count("block count", u64::MAX, 3)?
+    };
 
     let string_count = dec.count("string count", STRING_TABLE_SIZE_MAX as u64, 1)?;
     let mut strings = Vec::with_capacity(string_count);
@@ -156,6 +170,7 @@ pub fn decode_image_body(body: &[u8]) -> Result<ImageContents, ImageError> {
     }
     let mut ns: Option<Namespace> = None;
     let mut blocks = BlockMap::new();
+    blocks.reserve(block_count);
     for index in 0..inode_count {
         let id = InodeId(dec.varint("inode id")?);
         let parent = InodeId(dec.varint("parent id")?);
@@ -171,6 +186,7 @@ pub fn decode_image_body(body: &[u8]) -> Result<ImageContents, ImageError> {
                 return Err(inconsistent("the first inode is not the root directory"));
             }
             let mut root_ns = Namespace::new(owner, group, perm, mtime_ms);
+            root_ns.reserve(inode_count - 1);
             for s in &strings {
                 root_ns.strings.intern(s).map_err(|e| inconsistent(e.message))?;
             }
@@ -236,6 +252,12 @@ pub fn decode_image_body(body: &[u8]) -> Result<ImageContents, ImageError> {
     }
     if !dec.is_empty() {
         return Err(inconsistent(format!("{} bytes after the last inode", dec.remaining())));
+    }
+    if version != IMAGE_FORMAT_VERSION_NO_BLOCK_COUNT && blocks.len() != block_count {
+        return Err(inconsistent(format!(
+            "the image declares {block_count} blocks but holds {}",
+            blocks.len()
+        )));
     }
     let mut ns = ns.expect("inode_count > 0");
     ns.note_inode_id(InodeId(next_inode_id.saturating_sub(1)));

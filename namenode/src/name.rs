@@ -42,6 +42,14 @@ impl Name {
         }
     }
 
+    /// Bytes this name holds on the heap (0 when inline).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Repr::Inline { .. } => 0,
+            Repr::Heap(s) => s.len(),
+        }
+    }
+
     pub fn cmp_bytes(&self, other: &[u8]) -> Ordering {
         self.as_bytes().cmp(other)
     }

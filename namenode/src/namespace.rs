@@ -286,6 +286,11 @@ impl Namespace {
         self.inode(ROOT_INODE_ID)
     }
 
+    /// Makes room for `inodes` more inodes (image loading).
+    pub fn reserve(&mut self, inodes: usize) {
+        self.inodes.reserve_exact(inodes);
+    }
+
     pub fn inode_count(&self) -> usize {
         self.inodes.len()
     }
@@ -346,9 +351,24 @@ impl Namespace {
         self.inodes.iter().map(|(id, inode)| (InodeId(id), &**inode))
     }
 
-    /// Bytes of the inode index and boxes (not names on the heap, not children vectors).
-    pub fn approximate_heap_bytes(&self) -> usize {
-        self.inodes.heap_bytes() + self.inodes.len() * std::mem::size_of::<Inode>()
+    /// Heap bytes the namespace holds: the inode index, every inode box, long names,
+    /// block lists, children vectors, the string table and open-file records (allocator
+    /// rounding not included).
+    pub fn heap_bytes(&self) -> usize {
+        let mut total = self.inodes.heap_bytes();
+        for (_, inode) in self.inodes.iter() {
+            total += std::mem::size_of::<Inode>() + inode.name.heap_bytes();
+            total += match &inode.body {
+                Body::File { blocks, .. } => std::mem::size_of_val(&**blocks),
+                Body::Directory(dir) => {
+                    std::mem::size_of::<Directory>()
+                        + dir.children.capacity() * std::mem::size_of::<InodeId>()
+                }
+            };
+        }
+        total += self.strings.iter().map(|s| 2 * s.len() + 40).sum::<usize>();
+        total += self.under_construction.capacity() * std::mem::size_of::<(InodeId, UnderConstruction)>();
+        total
     }
 
     // ---------------------------------------------------------------- lookups
