@@ -62,7 +62,10 @@ impl BufferArena {
     /// Allocates `slot_count` zeroed slots of `slot_size` bytes, 4 KiB aligned. The arena is
     /// registered with the ring as buffer `buf_index`.
     pub fn new(slot_size: usize, slot_count: usize, buf_index: u16) -> BufferArena {
-        assert!(slot_size > 0 && slot_size.is_multiple_of(ARENA_ALIGNMENT), "slot size {slot_size} not page-sized");
+        assert!(
+            slot_size > 0 && slot_size.is_multiple_of(ARENA_ALIGNMENT),
+            "slot size {slot_size} not page-sized"
+        );
         assert!(slot_count > 0, "an arena needs at least one slot");
         assert!(slot_count <= u32::MAX as usize);
         let size = slot_size.checked_mul(slot_count).expect("arena size overflows usize");

@@ -351,11 +351,11 @@ impl Io {
         &self,
         socket: &Socket,
         slot: SharedSlot,
-        at: usize,
-        len: usize,
+        (at, len): (usize, usize),
         more: bool,
+        timeout: Option<Duration>,
     ) -> (Result<(), IoError>, SharedSlot) {
-        self.send_loop(socket, slot, (at, len), more, false).await
+        self.send_loop(socket, slot, (at, len), (more, timeout), false).await
     }
 
     /// Like [`send_all`](Self::send_all) with IORING_OP_SEND_ZC from the registered buffer:
@@ -365,11 +365,11 @@ impl Io {
         &self,
         socket: &Socket,
         slot: SharedSlot,
-        at: usize,
-        len: usize,
+        (at, len): (usize, usize),
         more: bool,
+        timeout: Option<Duration>,
     ) -> (Result<(), IoError>, SharedSlot) {
-        self.send_loop(socket, slot, (at, len), more, true).await
+        self.send_loop(socket, slot, (at, len), (more, timeout), true).await
     }
 
     async fn send_loop(
@@ -377,7 +377,7 @@ impl Io {
         socket: &Socket,
         slot: SharedSlot,
         (at, len): (usize, usize),
-        more: bool,
+        (more, timeout): (bool, Option<Duration>),
         zero_copy: bool,
     ) -> (Result<(), IoError>, SharedSlot) {
         let op = if zero_copy { "send_zc" } else { "send" };
@@ -387,9 +387,10 @@ impl Io {
         while sent < len {
             let pointer = slot.ptr_at(at + sent, len - sent);
             let remaining = to_u32(len - sent);
-            let holds = Holds::new([Hold::Slot(slot.clone()), socket.hold()]);
+            let time = timeout.map(|timeout| Hold::Time(types::Timespec::from(timeout)));
+            let holds = Holds::new([Hold::Slot(slot.clone()), socket.hold()].into_iter().chain(time));
             let done = self
-                .submit(op, holds, |_| {
+                .submit(op, holds, |holds| {
                     let sqe = if zero_copy {
                         opcode::SendZc::new(types::Fd(fd), pointer, remaining)
                             .buf_index(Some(buf_index))
@@ -399,13 +400,16 @@ impl Io {
                     } else {
                         opcode::Send::new(types::Fd(fd), pointer, remaining).flags(flags).build()
                     };
-                    (sqe, None)
+                    (sqe, holds.time().map(|time| opcode::LinkTimeout::new(time).build()))
                 })
                 .await;
             match classify(op, done.result, attempts) {
                 Outcome::Done(0) => return (Err(IoError::Short { op, done: sent, wanted: len }), slot),
                 Outcome::Done(bytes) => sent += bytes as usize,
                 Outcome::Resubmit => attempts += 1,
+                Outcome::Failed(IoError::Cancelled { .. }) if timeout.is_some() => {
+                    return (Err(IoError::TimedOut { op }), slot)
+                }
                 Outcome::Failed(error) => return (Err(error), slot),
             }
         }
@@ -715,6 +719,8 @@ pub struct Chain<'io> {
     ops: [Option<ChainOp>; CHAIN_OPS_MAX],
     len: usize,
     slots: [Option<SharedSlot>; CHAIN_SLOTS_MAX],
+    /// Lent exclusively (the kernel may write into it) rather than shared.
+    writable: [bool; CHAIN_SLOTS_MAX],
     slot_count: usize,
 }
 
@@ -734,6 +740,7 @@ impl<'io> Chain<'io> {
             ops: [const { None }; CHAIN_OPS_MAX],
             len: 0,
             slots: [const { None }; CHAIN_SLOTS_MAX],
+            writable: [false; CHAIN_SLOTS_MAX],
             slot_count: 0,
         }
     }
@@ -754,8 +761,17 @@ impl<'io> Chain<'io> {
 
     /// Lends `slot` to the chain; it comes back from [`ChainResults::take_slot`].
     pub fn lend(&mut self, slot: BufSlot) -> ChainSlot {
+        let key = self.lend_shared(slot.share());
+        self.writable[key.0] = true;
+        key
+    }
+
+    /// Lends a shared slot for ops that only read it (send, write); it comes back from
+    /// [`ChainResults::take_shared`].
+    pub fn lend_shared(&mut self, slot: SharedSlot) -> ChainSlot {
         assert!(self.slot_count < CHAIN_SLOTS_MAX, "a chain owns at most {CHAIN_SLOTS_MAX} slots");
-        self.slots[self.slot_count] = Some(slot.share());
+        self.slots[self.slot_count] = Some(slot);
+        self.writable[self.slot_count] = false;
         self.slot_count += 1;
         ChainSlot(self.slot_count - 1)
     }
@@ -783,6 +799,7 @@ impl<'io> Chain<'io> {
 
     /// READ_FIXED of `len` bytes at `offset` into the lent slot at `at`.
     pub fn read_fixed(&mut self, file: &FixedFile, key: ChainSlot, at: usize, len: usize, offset: u64) {
+        assert!(self.writable[key.0], "READ_FIXED into a slot lent shared");
         let slot = self.slot(key);
         let sqe =
             opcode::ReadFixed::new(file.target(), slot.mut_ptr_at(at, len), to_u32(len), slot.buf_index())
@@ -822,6 +839,19 @@ impl<'io> Chain<'io> {
             .build();
         let holds = Holds::new([Hold::Slot(slot.clone()), socket.hold()]);
         self.add("send_zc", sqe, holds, len, Self::no_pipe());
+    }
+
+    /// fsync (fdatasync with `data_only`) of a fixed file, after the ops before it.
+    pub fn fsync(&mut self, file: &FixedFile, data_only: bool) {
+        let flags = if data_only { types::FsyncFlags::DATASYNC } else { types::FsyncFlags::empty() };
+        let sqe = opcode::Fsync::new(file.target()).flags(flags).build();
+        self.add(
+            if data_only { "fdatasync" } else { "fsync" },
+            sqe,
+            Holds::new([Hold::File(file.clone())]),
+            0,
+            Self::no_pipe(),
+        );
     }
 
     /// SPLICE of exactly `len` bytes.
@@ -911,5 +941,10 @@ impl ChainResults {
     pub fn take_slot(&mut self, key: ChainSlot) -> BufSlot {
         let slot = self.slots[key.0].take().expect("slot taken once");
         slot.try_unique().expect("no op of a finished chain holds its slots")
+    }
+
+    /// The slot lent shared as `key`.
+    pub fn take_shared(&mut self, key: ChainSlot) -> SharedSlot {
+        self.slots[key.0].take().expect("slot taken once")
     }
 }

@@ -46,6 +46,22 @@ impl Socket {
         self.stream.shutdown(Shutdown::Both)
     }
 
+    /// Shuts the sending direction down: the peer reads EOF after what was sent.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Write)
+    }
+
+    /// The std stream back, if no clone and no in-flight op holds it.
+    pub fn into_std(self) -> Result<TcpStream, Socket> {
+        Rc::try_unwrap(self.stream).map_err(|stream| Socket { stream })
+    }
+
+    /// A duplicate of the fd as a `Send` std stream, e.g. for another thread to shut the
+    /// connection down.
+    pub fn try_clone_std(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.stream.as_raw_fd()
     }

@@ -4,9 +4,81 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
+
+/// Runs two futures at once, polling `first` before `second` each time (so the SQE
+/// `first` queues is submitted ahead of `second`'s).
+pub async fn join<A: Future, B: Future>(first: A, second: B) -> (A::Output, B::Output) {
+    let (mut first, mut second) = (pin!(first), pin!(second));
+    let (mut first_out, mut second_out) = (None, None);
+    poll_fn(|cx| {
+        if first_out.is_none() {
+            if let Poll::Ready(out) = first.as_mut().poll(cx) {
+                first_out = Some(out);
+            }
+        }
+        if second_out.is_none() {
+            if let Poll::Ready(out) = second.as_mut().poll(cx) {
+                second_out = Some(out);
+            }
+        }
+        if first_out.is_some() && second_out.is_some() {
+            return Poll::Ready((first_out.take().expect("ready"), second_out.take().expect("ready")));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A one-way signal that any thread may raise and one ring task awaits (e.g. shutdown).
+#[derive(Clone, Default)]
+pub struct Signal {
+    inner: Arc<SignalInner>,
+}
+
+#[derive(Default)]
+struct SignalInner {
+    raised: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    pub fn new() -> Signal {
+        Signal::default()
+    }
+
+    pub fn raise(&self) {
+        self.inner.raised.store(true, Ordering::Release);
+        if let Some(waker) = self.inner.waker.lock().expect("signal poisoned").take() {
+            waker.wake();
+        }
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.inner.raised.load(Ordering::Acquire)
+    }
+
+    /// Completes once the signal is raised.
+    pub async fn raised(&self) {
+        poll_fn(|cx| {
+            if self.is_raised() {
+                return Poll::Ready(());
+            }
+            *self.inner.waker.lock().expect("signal poisoned") = Some(cx.waker().clone());
+            // Raised between the check and storing the waker: do not sleep through it.
+            if self.is_raised() {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
 
 struct Shared<T> {
     queue: VecDeque<T>,

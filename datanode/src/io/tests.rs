@@ -275,7 +275,7 @@ fn send_zc_holds_the_slot_until_the_notification() {
         for (index, byte) in slot.as_mut_slice()[..100_000].iter_mut().enumerate() {
             *byte = (index % 241) as u8;
         }
-        let (sent, slot) = io.send_zc_all(&socket, slot.share(), 0, 100_000, false).await;
+        let (sent, slot) = io.send_zc_all(&socket, slot.share(), (0, 100_000), false, None).await;
         sent.unwrap();
         // The op resolved only after the notification: nothing else holds the slot.
         assert_eq!(slot.handle_count(), 1);
@@ -369,7 +369,7 @@ fn a_dropped_send_zc_keeps_its_slot_until_the_notification() {
             let (io, socket) = (io.clone(), socket.clone());
             async move {
                 let slot = io.packet_arena().acquire(8 << 20).await.unwrap();
-                let (result, _slot) = io.send_zc_all(&socket, slot.share(), 0, 8 << 20, false).await;
+                let (result, _slot) = io.send_zc_all(&socket, slot.share(), (0, 8 << 20), false, None).await;
                 result
             }
         });
@@ -445,7 +445,8 @@ fn recv_times_out_and_connect_accept_work() {
         assert!(matches!(result, Err(IoError::TimedOut { .. })), "{result:?}");
         let mut message = io.control_arena().acquire(5).await.unwrap();
         message.as_mut_slice()[..5].copy_from_slice(b"hello");
-        let (sent, _) = io.send_all(&client, message.share(), 0, 5, false).await;
+        let (sent, _) =
+            io.send_all(&client, message.share(), (0, 5), false, Some(Duration::from_secs(5))).await;
         sent.unwrap();
         let (result, slot) = io.recv_exact(&server, slot, 0, 5, Some(Duration::from_secs(5))).await;
         result.unwrap();

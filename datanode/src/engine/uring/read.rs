@@ -1,0 +1,218 @@
+//! Sending a planned read ([`ReadPlan`]) on the ring, in linked chains of packets.
+//!
+//! Splice mode, per packet (4 linked SQEs, up to 7 packets per chain):
+//!
+//! ```text
+//! header encoded by the CPU into a registered control slot
+//! READ_FIXED  .meta  -> control slot (the packet's CRCs, right after the header)
+//! SEND        control slot (header + CRCs), MSG_MORE
+//! SPLICE      block file -> pooled pipe
+//! SPLICE      pooled pipe -> socket          (page references, no copy)
+//! ```
+//!
+//! READ_FIXED + SEND_ZC mode, per packet (3 linked SQEs, up to 8 packets per chain):
+//! header, CRCs (READ_FIXED) and data (READ_FIXED) land contiguous in a registered
+//! packet slot, sent with one SEND_ZC; the slot is held until its notification.
+
+use std::iter::Peekable;
+use std::os::fd::AsFd;
+
+use ringfs_common::limits::PACKET_HEADER_SIZE_MAX;
+
+use super::conn::XceiverError;
+use crate::io::limits::CONTROL_SLOT_SIZE;
+use crate::io::{BufSlot, FixedFile, Io, PooledPipe, Socket, SpliceEnd};
+use crate::limits::SOCKET_WRITE_TIMEOUT;
+use crate::ops::read::{ReadPacket, ReadPlan};
+use crate::store::files::meta_offset;
+
+/// How read data leaves the block file.
+///
+/// MEASUREMENT PENDING: filled in from `tests/uring_engine.rs`'s read-mode experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    Splice,
+    ReadFixedSendZc,
+}
+
+impl ReadMode {
+    /// The measured winner.
+    pub const DEFAULT: ReadMode = ReadMode::Splice;
+}
+
+/// Packets linked into one chain: 8 x 64 KiB = 512 KiB per submission; the chain is
+/// bounded by the ring's CHAIN_OPS_MAX (32 SQEs) and a chain's 8 lent slots.
+const PACKETS_PER_CHAIN_MAX: usize = 8;
+
+/// The replica's files in the ring's fixed-file table for the duration of a read.
+struct ReplicaFiles {
+    data: FixedFile,
+    meta: FixedFile,
+}
+
+/// Sends every packet of `plan` (the empty last one included); returns data bytes sent.
+pub(super) async fn send_plan(
+    io: &Io,
+    socket: &Socket,
+    plan: &ReadPlan,
+    mode: ReadMode,
+) -> Result<u64, XceiverError> {
+    let files = ReplicaFiles {
+        data: io.files().install_wait(plan.reader.data.as_fd()).await?,
+        meta: io.files().install_wait(plan.reader.meta.as_fd()).await?,
+    };
+    let mut packets = plan.packets().peekable();
+    let mut sent = 0;
+    match mode {
+        ReadMode::Splice => {
+            let pipe =
+                io.pipes().take().await.map_err(|errno| XceiverError::Pipe { what: "take a pipe", errno })?;
+            while packets.peek().is_some() {
+                sent += send_spliced(io, socket, plan, &files, &pipe, &mut packets).await?;
+            }
+        }
+        ReadMode::ReadFixedSendZc => {
+            while packets.peek().is_some() {
+                sent += send_zero_copy(io, socket, plan, &files, &mut packets).await?;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Does this packet hold the chunk whose CRC the plan recomputed (the last partial
+/// chunk of a replica still being written)? Its CRCs are then filled by the CPU.
+fn needs_fresh_crc(plan: &ReadPlan, packet: &ReadPacket) -> bool {
+    let size = plan.wire_checksum.kind.size().max(1);
+    let chunks = (packet.checksum_len / size) as u64;
+    plan.fresh_last_crc
+        .is_some_and(|(chunk, _)| chunk >= packet.first_chunk && chunk < packet.first_chunk + chunks)
+}
+
+/// Writes the packet's header (and its CRCs, when the CPU must provide them) at
+/// `slot[at..]`; returns the header's length and whether the CRCs are still to be read.
+fn prepare_packet(
+    plan: &ReadPlan,
+    packet: &ReadPacket,
+    slot: &mut BufSlot,
+    at: usize,
+) -> Result<(usize, bool), XceiverError> {
+    let mut target = &mut slot.as_mut_slice()[at..];
+    let prefix_len = packet.header().encode_prefix(packet.checksum_len, &mut target);
+    if packet.checksum_len == 0 {
+        return Ok((prefix_len, false));
+    }
+    if needs_fresh_crc(plan, packet) {
+        let start = at + prefix_len;
+        plan.fill_checksums(packet, &mut slot.as_mut_slice()[start..start + packet.checksum_len])?;
+        return Ok((prefix_len, false));
+    }
+    Ok((prefix_len, true))
+}
+
+fn crc_offset(plan: &ReadPlan, packet: &ReadPacket) -> u64 {
+    meta_offset(plan.disk_checksum, packet.first_chunk)
+}
+
+/// One chain of spliced packets.
+async fn send_spliced<I: Iterator<Item = ReadPacket>>(
+    io: &Io,
+    socket: &Socket,
+    plan: &ReadPlan,
+    files: &ReplicaFiles,
+    pipe: &PooledPipe,
+    packets: &mut Peekable<I>,
+) -> Result<u64, XceiverError> {
+    let prefix_max = PACKET_HEADER_SIZE_MAX + plan.wire_checksum.checksum_len(plan.packet_data_max);
+    let per_chain = (CONTROL_SLOT_SIZE / prefix_max).clamp(1, PACKETS_PER_CHAIN_MAX);
+    let mut slot = io.control_arena().acquire(prefix_max * per_chain).await?;
+    let mut batch: [Option<(ReadPacket, usize, usize, bool)>; PACKETS_PER_CHAIN_MAX] =
+        [None; PACKETS_PER_CHAIN_MAX];
+    let (mut count, mut at) = (0, 0);
+    while count < per_chain {
+        let Some(packet) = packets.next() else { break };
+        let (prefix_len, read_crcs) = prepare_packet(plan, &packet, &mut slot, at)?;
+        batch[count] = Some((packet, at, prefix_len, read_crcs));
+        at += prefix_len + packet.checksum_len;
+        count += 1;
+    }
+    let mut chain = io.chain();
+    let key = chain.lend(slot);
+    let mut data_bytes = 0;
+    for (index, (packet, at, prefix_len, read_crcs)) in
+        batch.iter().take(count).flatten().copied().enumerate()
+    {
+        let last_in_chain = index + 1 == count;
+        if read_crcs {
+            chain.read_fixed(
+                &files.meta,
+                key,
+                at + prefix_len,
+                packet.checksum_len,
+                crc_offset(plan, &packet),
+            );
+        }
+        // MSG_MORE while data follows, so header and data leave in full segments.
+        chain.send(socket, key, at, prefix_len + packet.checksum_len, packet.data_len > 0);
+        if packet.data_len > 0 {
+            let source = SpliceEnd::File { file: &files.data, offset: packet.offset_in_block };
+            chain.splice(source, SpliceEnd::PipeWrite(pipe), packet.data_len, false);
+            chain.splice(
+                SpliceEnd::PipeRead(pipe),
+                SpliceEnd::Socket(socket),
+                packet.data_len,
+                !last_in_chain,
+            );
+            data_bytes += packet.data_len as u64;
+        }
+    }
+    let results = io
+        .with_timeout(SOCKET_WRITE_TIMEOUT, chain.submit())
+        .await
+        .map_err(XceiverError::timed_out("read"))?;
+    if let Some(error) = results.first_error() {
+        return Err(error.into());
+    }
+    Ok(data_bytes)
+}
+
+/// One chain of READ_FIXED + SEND_ZC packets.
+async fn send_zero_copy<I: Iterator<Item = ReadPacket>>(
+    io: &Io,
+    socket: &Socket,
+    plan: &ReadPlan,
+    files: &ReplicaFiles,
+    packets: &mut Peekable<I>,
+) -> Result<u64, XceiverError> {
+    let mut chain = io.chain();
+    let mut data_bytes = 0;
+    let mut count = 0;
+    while count < PACKETS_PER_CHAIN_MAX {
+        let Some(packet) = packets.next() else { break };
+        let total = PACKET_HEADER_SIZE_MAX + packet.checksum_len + packet.data_len;
+        let mut slot = io.packet_arena().acquire(total).await?;
+        let (prefix_len, read_crcs) = prepare_packet(plan, &packet, &mut slot, 0)?;
+        let key = chain.lend(slot);
+        if read_crcs {
+            chain.read_fixed(&files.meta, key, prefix_len, packet.checksum_len, crc_offset(plan, &packet));
+        }
+        let data_at = prefix_len + packet.checksum_len;
+        if packet.data_len > 0 {
+            chain.read_fixed(&files.data, key, data_at, packet.data_len, packet.offset_in_block);
+            chain.send_zc(socket, key, 0, data_at + packet.data_len, false);
+            data_bytes += packet.data_len as u64;
+        } else {
+            // The 31-byte end-of-read packet: not worth a zero-copy notification.
+            chain.send(socket, key, 0, data_at, false);
+        }
+        count += 1;
+    }
+    let results = io
+        .with_timeout(SOCKET_WRITE_TIMEOUT, chain.submit())
+        .await
+        .map_err(XceiverError::timed_out("read"))?;
+    if let Some(error) = results.first_error() {
+        return Err(error.into());
+    }
+    Ok(data_bytes)
+}
