@@ -9,6 +9,9 @@
 #   scripts/fuzz.sh --merge [TARGET...]        fold new coverage from fuzz/work/corpus into
 #                                              the committed seeds (fuzz/corpus), minimised
 #   scripts/fuzz.sh --minimize TARGET FILE     minimise a crashing input (prints the result path)
+#   scripts/fuzz.sh --replay [TARGET...]       run every stored input (corpus, regressions) once
+#                                              through the fuzz build; `cargo test -p ringfs-common`
+#                                              replays all but the namenode targets on stable
 #
 # Options (before the rest): --no-build (reuse the built binaries), --jobs N (run N
 # targets at once; default 1: the machine is shared).
@@ -36,6 +39,7 @@ dict_for() {
         pipeline_ack | dtp_op* | read_status) echo "$fuzz_dir/dict/dtp.dict" ;;
         rpc_*) echo "$fuzz_dir/dict/rpc.dict" ;;
         block_meta) echo "$fuzz_dir/dict/meta.dict" ;;
+        edit_log* | image*) echo "$fuzz_dir/dict/namenode.dict" ;;
     esac
 }
 
@@ -137,6 +141,21 @@ merge() {
     done
 }
 
+replay() {
+    local target failed=0
+    for target in "$@"; do
+        local dirs=("$fuzz_dir/corpus/$target")
+        [[ -d "$fuzz_dir/regressions/$target" ]] && dirs+=("$fuzz_dir/regressions/$target")
+        if "$bin_dir/$target" -runs=0 -rss_limit_mb=4096 "${dirs[@]}" >"$log_dir/$target.replay.log" 2>&1; then
+            echo "$target: $(grep -c . <(find "${dirs[@]}" -type f)) inputs ok"
+        else
+            echo "$target: FAILED, see $log_dir/$target.replay.log"
+            failed=1
+        fi
+    done
+    return "$failed"
+}
+
 minimize() {
     local target="$1" input="$2"
     local out="$fuzz_dir/artifacts/$target/minimized-$(basename "$input")"
@@ -156,7 +175,8 @@ main() {
             --list) all_targets; return 0 ;;
             --merge) mode=merge ;;
             --minimize) mode=minimize ;;
-            -h | --help) sed -n '2,20p' "$0"; return 0 ;;
+            --replay) mode=replay ;;
+            -h | --help) sed -n "2,24p" "$0"; return 0 ;;
             *[!0-9]*) targets+=("$1") ;;
             *) if [[ $mode == run && ${#targets[@]} -eq 0 ]]; then seconds="$1"; else targets+=("$1"); fi ;;
         esac
@@ -181,6 +201,10 @@ main() {
     if [[ $mode == merge ]]; then
         merge "${targets[@]}"
         return 0
+    fi
+    if [[ $mode == replay ]]; then
+        replay "${targets[@]}"
+        return
     fi
 
     local summary="$log_dir/summary.txt"

@@ -3,6 +3,7 @@
 //! the target's allocation limit in force.
 
 pub mod capped_alloc;
+pub mod namenode;
 pub mod structured;
 
 use ringfs_common::fuzzing;
@@ -21,5 +22,12 @@ pub fn run(name: &str, data: &[u8]) {
 /// around the oracles only, since it builds large valid inputs first.
 pub fn run_structured(name: &str, data: &[u8]) {
     let target = structured::target(name).unwrap_or_else(|| panic!("no structured target named {name}"));
+    (target.run)(data);
+}
+
+/// Runs the namenode target `name` (edit log or image decoders); it applies its own
+/// allocation limits.
+pub fn run_namenode(name: &str, data: &[u8]) {
+    let target = namenode::target(name).unwrap_or_else(|| panic!("no namenode target named {name}"));
     (target.run)(data);
 }

@@ -57,8 +57,9 @@ const CORRUPTIONS_MAX: usize = 8;
 // Encodings with their length fields marked, and the corruptions applied to them
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Width {
+pub(crate) enum Width {
     U32Be,
+    U32Le,
     U16Be,
     I32Le,
     Varint,
@@ -66,33 +67,33 @@ enum Width {
 
 /// A length or count field inside an encoding.
 #[derive(Debug, Clone, Copy)]
-struct Site {
-    at: usize,
-    width: Width,
+pub(crate) struct Site {
+    pub(crate) at: usize,
+    pub(crate) width: Width,
 }
 
 #[derive(Debug, Default)]
-struct Encoding {
-    bytes: Vec<u8>,
-    sites: Vec<Site>,
+pub(crate) struct Encoding {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) sites: Vec<Site>,
 }
 
 impl Encoding {
-    fn put(&mut self, bytes: &[u8]) {
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
     }
 
-    fn put_varint(&mut self, value: u64) {
+    pub(crate) fn put_varint(&mut self, value: u64) {
         prost::encoding::encode_varint(value, &mut self.bytes);
     }
 
-    fn put_site(&mut self, width: Width, value: u64) {
+    pub(crate) fn put_site(&mut self, width: Width, value: u64) {
         self.sites.push(Site { at: self.bytes.len(), width });
         write_width(width, value, &mut self.bytes);
     }
 
     /// Appends `other`, keeping its sites.
-    fn append(&mut self, other: Encoding) {
+    pub(crate) fn append(&mut self, other: Encoding) {
         let base = self.bytes.len();
         self.sites.extend(other.sites.into_iter().map(|s| Site { at: s.at + base, ..s }));
         self.bytes.extend_from_slice(&other.bytes);
@@ -100,7 +101,7 @@ impl Encoding {
 
     /// Appends a varint-delimited protobuf message, marking its delimiter and the
     /// length-delimited fields inside it.
-    fn put_delimited(&mut self, message: &[u8]) {
+    pub(crate) fn put_delimited(&mut self, message: &[u8]) {
         self.put_site(Width::Varint, message.len() as u64);
         let base = self.bytes.len();
         scan_message(message, base, 4, &mut self.sites);
@@ -110,7 +111,7 @@ impl Encoding {
     fn site_len(&self, site: Site) -> usize {
         let available = self.bytes.len().saturating_sub(site.at);
         let len = match site.width {
-            Width::U32Be | Width::I32Le => 4,
+            Width::U32Be | Width::U32Le | Width::I32Le => 4,
             Width::U16Be => 2,
             Width::Varint => {
                 self.bytes[site.at.min(self.bytes.len())..]
@@ -128,6 +129,7 @@ impl Encoding {
         let field = &self.bytes[site.at..site.at + self.site_len(site)];
         match (site.width, field.len()) {
             (Width::U32Be, 4) => u64::from(u32::from_be_bytes(field.try_into().expect("4"))),
+            (Width::U32Le, 4) => u64::from(u32::from_le_bytes(field.try_into().expect("4"))),
             (Width::U16Be, 2) => u64::from(u16::from_be_bytes(field.try_into().expect("2"))),
             (Width::I32Le, 4) => i32::from_le_bytes(field.try_into().expect("4")) as u64,
             (Width::Varint, _) => prost::encoding::decode_varint(&mut &field[..]).unwrap_or(0),
@@ -174,7 +176,7 @@ impl Encoding {
         }
     }
 
-    fn corrupt(&mut self, corruptions: &[Corruption]) {
+    pub(crate) fn corrupt(&mut self, corruptions: &[Corruption]) {
         for corruption in corruptions.iter().take(CORRUPTIONS_MAX) {
             let site = |index: u8| -> Option<Site> {
                 (!self.sites.is_empty()).then(|| self.sites[usize::from(index) % self.sites.len()])
@@ -246,6 +248,7 @@ impl Encoding {
 fn write_width(width: Width, value: u64, out: &mut Vec<u8>) {
     match width {
         Width::U32Be => out.extend_from_slice(&(value as u32).to_be_bytes()),
+        Width::U32Le => out.extend_from_slice(&(value as u32).to_le_bytes()),
         Width::U16Be => out.extend_from_slice(&(value as u16).to_be_bytes()),
         Width::I32Le => out.extend_from_slice(&(value as i32).to_le_bytes()),
         Width::Varint => prost::encoding::encode_varint(value, out),
