@@ -70,7 +70,7 @@ pub enum EngineError {
 
 /// Why the io_uring engine cannot run here, or `None` if it can.
 pub fn uring_unavailable() -> Option<String> {
-    Some("the io_uring engine is not built into this version of ringfs".to_string())
+    uring::probe().err()
 }
 
 /// An engine serving the data port on its own thread.
@@ -106,7 +106,7 @@ pub fn start(
         .name(format!("dn-{name}-engine"))
         .spawn(move || match name {
             "threads" => threads::serve(listener, serve_ctx),
-            _ => Err(EngineError::UringUnavailable { reason: "no io_uring engine in this build".into() }),
+            _ => uring::serve(listener, serve_ctx),
         })
         .map_err(|source| EngineError::Io { action: "spawn engine thread", source })?;
     info!(engine = name, addr = %local_addr, "data port serving");
