@@ -24,5 +24,7 @@ for file in tests/interop_*.rs; do
   tests+=(--test "$(basename "$file" .rs)")
 done
 start=$(date +%s)
-cargo test -p ringfs "${tests[@]}" -- "$@"
+status=0
+cargo test --no-fail-fast -p ringfs "${tests[@]}" -- "$@" || status=$?
 echo "interop suite: $(( $(date +%s) - start )) s"
+exit $status

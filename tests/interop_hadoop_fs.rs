@@ -511,6 +511,18 @@ fn hadoop_fs_shell_commands_trash_off() {
     b.fs(&["-count", "/interop/merge"]).ok().stdout_fields(&["1", "0", "0", "/interop/merge"]);
     b.fs(&["-expunge"]).ok();
     b.fs(&["-test", "-e", &format!("/user/{user}/.Trash")]).code(1);
+    // relative paths resolve against the home directory /user/<user>
+    b.fs(&["-mkdir", "-p", &format!("/user/{user}")]).ok();
+    b.fs(&["-put", &w("small.txt"), "relative.txt"]).ok();
+    b.fs(&["-cat", &format!("/user/{user}/relative.txt")]).ok().stdout_bytes(files.small.clone());
+    let home_file = format!("/user/{user}/relative.txt");
+    b.fs(&["-ls"]).ok().check(format!("a listing of the home directory with {home_file}"), move |o| {
+        if o.stdout_lines().iter().any(|l| l.split_whitespace().nth(7) == Some("relative.txt")) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", o.stdout_lines()))
+        }
+    });
     // the data written before is still intact after all of the above
     b.fs(&["-cat", "/interop/big.bin"]).ok().stdout_bytes(files.big.clone());
 
@@ -587,6 +599,46 @@ fn hadoop_fs_trash_on() {
 
     let failures = b.run(&clients, &cluster, &classes, &work);
     report("hadoop fs (trash on)", failures, &cluster);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// A datanode crashes (SIGKILL; the namenode still lists it): reads fail over to the other
+/// replicas, a new write routes its pipeline around it (abandonBlock + excludeNodes, or
+/// pipeline recovery), checksums come from the live nodes; after a restart all is readable.
+#[test]
+fn hadoop_fs_with_a_dead_datanode() {
+    let Some(clients) = RealClients::require(Client::HadoopFs) else { return };
+    let mut cluster = Cluster::start(ClusterOptions::default());
+    let work = support::test_dir("work");
+    let files = local_files(&work);
+    let classes = clients.compile_java(&["FsShellBatch.java"]);
+    let big = work.join("big.bin").display().to_string();
+    let (algorithm, hex) = expected_file_checksum(&files.big, BLOCK_SIZE);
+
+    let mut b = Batch::new("before");
+    b.fs(&["-mkdir", "/dead"]).ok();
+    b.fs(&["-put", &big, "/dead/big.bin"]).ok();
+    report("hadoop fs (before killing a datanode)", b.run(&clients, &cluster, &classes, &work), &cluster);
+
+    cluster.kill_datanode(0);
+    let mut b = Batch::new("dead");
+    b.fs(&["-cat", "/dead/big.bin"]).ok().stdout_bytes(files.big.clone());
+    b.fs(&["-checksum", "/dead/big.bin"]).ok().stdout_lines(&[&format!("/dead/big.bin\t{algorithm}\t{hex}")]);
+    for i in 0..3 {
+        let target = format!("/dead/after-{i}.bin");
+        b.fs(&["-put", &big, &target]).ok();
+        b.fs(&["-cat", &target]).ok().stdout_bytes(files.big.clone());
+    }
+    report("hadoop fs (datanode 0 killed)", b.run(&clients, &cluster, &classes, &work), &cluster);
+
+    cluster.restart_datanode(0);
+    let mut b = Batch::new("restarted");
+    for i in 0..3 {
+        b.fs(&["-cat", &format!("/dead/after-{i}.bin")]).ok().stdout_bytes(files.big.clone());
+    }
+    b.fs(&["-put", &big, "/dead/restarted.bin"]).ok();
+    b.fs(&["-cat", "/dead/restarted.bin"]).ok().stdout_bytes(files.big.clone());
+    report("hadoop fs (datanode 0 restarted)", b.run(&clients, &cluster, &classes, &work), &cluster);
     let _ = std::fs::remove_dir_all(&work);
 }
 

@@ -89,6 +89,17 @@ fn spark_word_count_reads_and_writes_hdfs() {
         cluster.diagnostics()
     );
 
+    // The 2.5 MiB input spans three 1 MiB blocks; Spark splits by block locations.
+    let partitions: Option<u32> = output
+        .stdout_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("WORDCOUNT "))
+        .and_then(|rest| support::parse_fields(rest).get("partitions")?.parse().ok());
+    assert!(
+        partitions.is_some_and(|p| p >= 3),
+        "Spark: expected at least 3 input partitions (one per block), saw {partitions:?}\n{}",
+        output.describe()
+    );
     let (rdd_files, csv_files) = runtime.block_on(async {
         (
             read_dir_files(&client, "/spark/output").await.expect("list /spark/output"),

@@ -926,17 +926,21 @@ impl Supervisor {
         Ok(format!("pid={pid} {}", fields.join(" ")))
     }
 
-    /// Datanodes first (so they do not log a vanished namenode), then the namenode.
+    /// Datanodes first, all at once (so they do not log a vanished namenode), then the
+    /// namenode, which checkpoints on SIGTERM.
     async fn stop_all(&mut self) {
-        let mut stopping: Vec<_> = self.nodes.iter_mut().rev().filter_map(|n| n.process.take()).collect();
-        for process in &mut stopping {
-            process.stopping = true;
-            process.signal(Signal::SIGTERM);
-        }
-        for process in &mut stopping {
-            if process.wait_exit(STOP_GRACE).await.is_none() {
-                tracing::warn!(pid = process.pid, "child ignored SIGTERM; killing it");
-                process.stop(StopMode::Kill).await;
+        let datanodes: Vec<Process> = self.nodes[1..].iter_mut().filter_map(|n| n.process.take()).collect();
+        let namenode: Vec<Process> = self.nodes[0].process.take().into_iter().collect();
+        for mut group in [datanodes, namenode] {
+            for process in group.iter_mut() {
+                process.stopping = true;
+                process.signal(Signal::SIGTERM);
+            }
+            for process in group.iter_mut() {
+                if process.wait_exit(STOP_GRACE).await.is_none() {
+                    tracing::warn!(pid = process.pid, "child ignored SIGTERM for {STOP_GRACE:?}; killing it");
+                    process.stop(StopMode::Kill).await;
+                }
             }
         }
     }
