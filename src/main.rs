@@ -13,6 +13,7 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 mod cmd;
+mod shell;
 
 const USAGE: &str = "\
 Usage: ringfs <command> [--conf DIR] [-D key=value ...] [args]

@@ -284,9 +284,19 @@ impl DfsClient {
 
     /// Opens an existing file to append to it.
     pub async fn append(&self, path: &str) -> Result<FileWriter> {
+        self.append_with(path, false).await
+    }
+
+    /// Opens an existing file to append to it; with `new_block` the appended bytes start
+    /// a new block instead of filling the last one (CreateFlag.NEW_BLOCK, `-appendToFile -n`).
+    pub async fn append_with(&self, path: &str, new_block: bool) -> Result<FileWriter> {
         let path = self.resolve(path)?;
         let defaults = self.inner.namenode.get_server_defaults().await?;
-        let response = self.inner.namenode.append(&path, create_flag::APPEND).await?;
+        let mut flags = create_flag::APPEND;
+        if new_block {
+            flags |= create_flag::NEW_BLOCK;
+        }
+        let response = self.inner.namenode.append(&path, flags).await?;
         let status = match response.stat {
             Some(stat) => FileStatus::from_proto(&stat, &path),
             None => self.inner.namenode.stat(&path).await?,
@@ -343,8 +353,10 @@ impl DfsClient {
     }
 
     /// The MD5-of-MD5-of-CRC checksum `hadoop fs -checksum` prints, from each block's
-    /// BLOCK_CHECKSUM; `None` for an empty file (Java prints NONE).
-    pub async fn file_checksum(&self, path: &str) -> Result<Option<FileChecksum>> {
+    /// BLOCK_CHECKSUM. An empty file gets Java's fixed answer: MD5-of-0MD5-of-0CRC32
+    /// over 32 zero bytes ("the magic entry that matches what previous hdfs versions
+    /// return").
+    pub async fn file_checksum(&self, path: &str) -> Result<FileChecksum> {
         let path = self.resolve(path)?;
         let located = self.block_locations(&path).await?;
         let blocks: Vec<&LocatedBlockProto> = located
@@ -359,7 +371,7 @@ impl DfsClient {
                 acc
             });
         if blocks.is_empty() {
-            return Ok(None);
+            return Ok(empty_file_checksum());
         }
         let mut md5s = Vec::with_capacity(blocks.len());
         let mut first: Option<(u32, u64, ChecksumKind)> = None;
@@ -379,7 +391,7 @@ impl DfsClient {
         }
         let (bytes_per_crc, crc_per_block, kind) = first.expect("at least one block");
         let crc_per_block = if blocks.len() > 1 { crc_per_block } else { 0 };
-        Ok(Some(FileChecksum::combine(bytes_per_crc, crc_per_block, kind, &md5s)))
+        Ok(FileChecksum::combine(bytes_per_crc, crc_per_block, kind, &md5s))
     }
 
     async fn block_checksum(&self, block: &LocatedBlockProto) -> Result<(u32, u64, ChecksumKind, [u8; 16])> {
@@ -441,6 +453,14 @@ impl DfsClient {
         };
         Ok((checksum.bytes_per_crc, checksum.crc_per_block, kind, md5))
     }
+}
+
+/// What Java's FileChecksumHelper returns for a file without data: MD5 of 32 zero
+/// bytes, reported as CRC32 with zero bytes per CRC.
+pub fn empty_file_checksum() -> FileChecksum {
+    const ZERO_BYTES: usize = 32;
+    let md5 = ringfs_common::checksum::block_checksum_md5(&[0u8; ZERO_BYTES]);
+    FileChecksum { bytes_per_crc: 0, crc_per_block: 0, md5, kind: ChecksumKind::Crc32 }
 }
 
 /// Resolves `path` (absolute, relative to `working_dir`, or an `hdfs://` / `viewfs`-less
@@ -510,6 +530,13 @@ mod tests {
         assert_eq!(resolve_path(wd, "/..").unwrap(), "/");
         assert!(resolve_path(wd, "s3a://bucket/x").is_err());
         assert!(resolve_path(wd, "").is_err());
+    }
+
+    #[test]
+    fn empty_file_checksum_is_javas_magic_entry() {
+        let sum = empty_file_checksum();
+        assert_eq!(sum.algorithm_name(), "MD5-of-0MD5-of-0CRC32");
+        assert_eq!(sum.to_hex(), "00000000000000000000000070bc8f4b72a86921468bf8e8441dce51");
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub fn format_utc(epoch_ms: i64, pattern: &str) -> String {
     time.format(pattern).to_string()
 }
 
+/// Epoch milliseconds of a local wall-clock time `[year, month, day, hour, minute,
+/// second]`; `None` if it does not exist (invalid, or skipped by a DST change).
+pub fn local_to_epoch_ms(parts: [u32; 6]) -> Option<u64> {
+    let [year, month, day, hour, minute, second] = parts;
+    let time = Local.with_ymd_and_hms(year as i32, month, day, hour, minute, second).earliest()?;
+    u64::try_from(time.timestamp_millis()).ok()
+}
+
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -32,5 +40,8 @@ mod tests {
         let ms = 1_795_278_605_123;
         assert_eq!(format_utc(ms, "%Y-%m-%d %H:%M:%S"), "2026-11-21 16:30:05");
         assert_eq!(format_utc(0, "%Y-%m-%d %H:%M"), "1970-01-01 00:00");
+        let ms = local_to_epoch_ms([2026, 11, 21, 16, 30, 5]).unwrap();
+        assert_eq!(format_local(ms as i64, "%Y%m%d:%H%M%S"), "20261121:163005");
+        assert!(local_to_epoch_ms([2026, 13, 1, 0, 0, 0]).is_none());
     }
 }

@@ -1,7 +1,6 @@
-//! `ringfs dfs`.
+//! `ringfs dfs`: Hadoop's FsShell commands over the native client (see `crate::shell`).
 
 /// Runs the subcommand and returns the process exit code.
-pub fn run(_args: Vec<String>) -> i32 {
-    eprintln!("ringfs dfs: not built yet in this version");
-    2
+pub fn run(args: Vec<String>) -> i32 {
+    crate::shell::run(args)
 }
