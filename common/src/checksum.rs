@@ -225,17 +225,27 @@ pub struct FileChecksum {
 }
 
 impl FileChecksum {
-    /// Combines per-block MD5s in file order.
+    /// Combines per-block MD5s in file order, as Java does: the MD5s are written into a
+    /// DataOutputBuffer (32 bytes, doubling when full) and the MD5 is taken over the
+    /// buffer's whole backing array, so the concatenation is zero-padded to that
+    /// capacity (one block: 16 MD5 bytes + 16 zeros).
     pub fn combine(
         bytes_per_crc: u32,
         crc_per_block: u64,
         kind: ChecksumKind,
         block_md5s: &[[u8; 16]],
     ) -> FileChecksum {
+        const JAVA_BUFFER_INITIAL: usize = 32;
+        let written = block_md5s.len() * 16;
+        let mut capacity = JAVA_BUFFER_INITIAL;
+        while capacity < written {
+            capacity *= 2;
+        }
         let mut md5 = Md5::new();
         for block in block_md5s {
             md5.update(block);
         }
+        md5.update(vec![0u8; capacity - written]);
         FileChecksum { bytes_per_crc, crc_per_block, md5: md5.finalize().into(), kind }
     }
 
@@ -255,5 +265,25 @@ impl FileChecksum {
 
     pub fn to_hex(&self) -> String {
         self.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod file_checksum_tests {
+    use super::*;
+
+    /// Values printed by `hadoop fs -checksum` (Hadoop 3.5) for files written to ringfs.
+    #[test]
+    fn combine_pads_like_javas_data_output_buffer() {
+        let block: [u8; 16] = [
+            0x06, 0x31, 0xcc, 0x59, 0x4e, 0xc0, 0x58, 0x9d, 0x7b, 0xbe, 0x76, 0xdc, 0xe1, 0xa7, 0x95, 0x3b,
+        ];
+        let one = FileChecksum::combine(512, 0, ChecksumKind::Crc32c, &[block]);
+        assert_eq!(one.to_hex(), "0000020000000000000000002b559725e23eb93541b0675b41e25ab3");
+        // Three blocks fill 48 of a 64-byte buffer.
+        let three = FileChecksum::combine(512, 2048, ChecksumKind::Crc32c, &[block; 3]);
+        let mut padded = [block; 3].concat();
+        padded.resize(64, 0);
+        assert_eq!(three.md5, <[u8; 16]>::from(Md5::digest(&padded)));
     }
 }
