@@ -275,9 +275,8 @@ mod file_checksum_tests {
     /// Values printed by `hadoop fs -checksum` (Hadoop 3.5) for files written to ringfs.
     #[test]
     fn combine_pads_like_javas_data_output_buffer() {
-        let block: [u8; 16] = [
-            0x06, 0x31, 0xcc, 0x59, 0x4e, 0xc0, 0x58, 0x9d, 0x7b, 0xbe, 0x76, 0xdc, 0xe1, 0xa7, 0x95, 0x3b,
-        ];
+        let block: [u8; 16] =
+            [0x06, 0x31, 0xcc, 0x59, 0x4e, 0xc0, 0x58, 0x9d, 0x7b, 0xbe, 0x76, 0xdc, 0xe1, 0xa7, 0x95, 0x3b];
         let one = FileChecksum::combine(512, 0, ChecksumKind::Crc32c, &[block]);
         assert_eq!(one.to_hex(), "0000020000000000000000002b559725e23eb93541b0675b41e25ab3");
         // Three blocks fill 48 of a 64-byte buffer.
