@@ -458,6 +458,12 @@ impl Namesystem {
                         .into_iter()
                         .filter(|r| r.state != ReplicaState::Corrupt)
                         .collect();
+                    // The replicas are being written again: completing the block waits
+                    // for them to be finalized anew.
+                    for replica in &replicas {
+                        self.blocks
+                            .set_replica(last, Replica { state: ReplicaState::BeingWritten, ..*replica });
+                    }
                     if let Some(entry) = self.blocks.get_mut(last) {
                         entry.state = BlockState::UnderConstruction;
                     }

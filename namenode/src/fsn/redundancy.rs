@@ -18,6 +18,11 @@ use crate::error::{ErrorKind, FsError, FsResult};
 use crate::ids::{BlockId, InodeId};
 use crate::placement::{choose_targets, PlacementRequest};
 
+/// Blocks examined per redundancy pass, so one pass (under the namesystem lock) stays
+/// short even when every block is queued, as after leaving safe mode; the rest wait for
+/// the next pass.
+const REDUNDANCY_CHECKS_PER_PASS_MAX: usize = 50_000;
+
 /// Block health counts for getFsStats and the block stats RPCs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlockHealth {
@@ -58,7 +63,13 @@ impl Namesystem {
     /// Schedules re-replication of under-replicated blocks, deletion of excess and
     /// corrupt replicas, for the blocks flagged since the last pass.
     pub fn compute_redundancy_work(&mut self, now: Instant) {
-        let candidates: Vec<BlockId> = std::mem::take(&mut self.redundancy.needed).into_iter().collect();
+        let mut candidates = Vec::new();
+        while candidates.len() < REDUNDANCY_CHECKS_PER_PASS_MAX {
+            match self.redundancy.needed.pop_first() {
+                Some(id) => candidates.push(id),
+                None => break,
+            }
+        }
         let mut streams: HashMap<u32, usize> = HashMap::new();
         let max_streams = self.config.replication_max_streams;
         for id in candidates {
