@@ -277,3 +277,41 @@ fn a_datanode_killed_mid_write_leaves_an_rbw_replica_reported_after_restart() {
         assert_eq!(length, 300_000, "{engine}: visible length after restart = checksummed length");
     }
 }
+
+#[test]
+fn lease_recovery_finalizes_the_replicas_of_an_abandoned_file() {
+    for engine in engines() {
+        let cluster = cluster(engine, 3, 3);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let writer_client = native(&cluster);
+        let data = pattern_bytes(BLOCK + 300_000, 13);
+        let writer = runtime.block_on(async {
+            let options = WriteOptions::default().block_size(BLOCK as u64).replication(3);
+            let mut writer = writer_client.create("/lease/abandoned", options).await.expect("create");
+            writer.write_bytes(bytes::Bytes::copy_from_slice(&data)).await.expect("write");
+            writer.hsync().await.expect("hsync");
+            writer
+        });
+        // The writer never closes; another client takes the lease over.
+        std::mem::forget(writer);
+        let other = native(&cluster);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let recovered = runtime.block_on(other.recover_lease("/lease/abandoned")).expect("recoverLease");
+            if recovered {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{engine}: lease recovery did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        assert!(
+            runtime.block_on(get(&other, "/lease/abandoned")) == data,
+            "{engine}: recovered file holds the hsynced bytes"
+        );
+        for datanode in 0..3 {
+            let rbw = replicas_in(&pool_dir(&cluster, datanode).join("current").join("rbw"));
+            assert!(rbw.is_empty(), "{engine}: datanode {datanode} finalized the recovered replica");
+            assert_eq!(check_layout(&cluster, datanode), data, "{engine}: datanode {datanode} replicas");
+        }
+    }
+}

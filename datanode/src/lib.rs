@@ -16,6 +16,7 @@ pub mod namenode;
 pub mod net;
 pub mod node;
 pub mod ops;
+pub mod recovery;
 pub mod store;
 pub mod transfer;
 

@@ -18,9 +18,10 @@
 //! report the count) and adds to the byte/block counters in `ctx.metrics`.
 //!
 //! `threads` ([`threads::serve`]) is the baseline and the fallback. The io_uring engine
-//! provides `uring::probe() -> Result<(), String>` (why the kernel cannot run it) and
-//! `uring::serve` with the signature above; until it is built in, [`uring_unavailable`]
-//! names that as the reason and `auto` falls back loudly.
+//! provides `uring::probe() -> Result<(), String>` (why the kernel cannot run it:
+//! version, seccomp, memlock) and `uring::serve` with the signature above; `uring`
+//! refuses to start when the probe fails, `auto` falls back to threads and says why
+//! (log line, and the http status's `engineFallbackReason`).
 
 pub mod threads;
 pub mod uring;

@@ -30,11 +30,15 @@ impl Namenode {
                 },
                 Ok(CommandType::RegisterCommand) => reregister = true,
                 Ok(CommandType::BlockRecoveryCommand) => {
-                    let blocks = command.recovery_cmd.map_or(0, |c| c.blocks.len());
-                    warn!(
-                        blocks,
-                        "block recovery (lease recovery) is not supported by this datanode yet; ignored"
-                    );
+                    for recovering in command.recovery_cmd.map(|c| c.blocks).unwrap_or_default() {
+                        let (ctx, client) = (Arc::clone(&self.ctx), Arc::clone(&self.client));
+                        tokio::spawn(async move {
+                            let block_id = recovering.block.b.block_id;
+                            if let Err(e) = crate::recovery::recover_block(ctx, client, recovering).await {
+                                warn!(block_id, error = %e, "block recovery failed; the namenode will retry");
+                            }
+                        });
+                    }
                 }
                 Ok(CommandType::FinalizeCommand) | Ok(CommandType::NullDatanodeCommand) => {}
                 Ok(other) => debug!(command = other.as_str_name(), "namenode command ignored"),

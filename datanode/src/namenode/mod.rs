@@ -119,7 +119,8 @@ pub fn namespace_identity(info: &NamespaceInfoProto) -> NamespaceIdentity {
 pub struct Namenode {
     ctx: Arc<DataNodeContext>,
     identity: DatanodeIdentity,
-    client: RpcClient,
+    /// Shared with block recovery tasks, which commit through it.
+    client: Arc<RpcClient>,
     namespace: NamespaceInfoProto,
     registration: DatanodeRegistrationProto,
     report_id: i64,
@@ -133,7 +134,14 @@ impl Namenode {
         namespace: NamespaceInfoProto,
     ) -> Namenode {
         let registration = registration_proto(&identity, &namespace);
-        Namenode { ctx, identity, client, namespace, registration, report_id: rand_report_id() }
+        Namenode {
+            ctx,
+            identity,
+            client: Arc::new(client),
+            namespace,
+            registration,
+            report_id: rand_report_id(),
+        }
     }
 
     fn block_pool_id(&self) -> String {
@@ -327,8 +335,9 @@ impl Namenode {
 
     async fn rejoin(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), NamenodeError> {
         if !self.client.is_open() {
-            self.client =
+            let client =
                 connect_until_up(&self.ctx.config.namenode_addr, &self.ctx.config.user, shutdown).await?;
+            self.client = Arc::new(client);
         }
         let namespace = version_request(&self.client).await?;
         if namespace.block_pool_id != self.namespace.block_pool_id {

@@ -47,6 +47,10 @@ pub enum StoreError {
     WriterBusy { block_id: u64, timeout_ms: u64 },
     #[error("bad meta file {path}: {source}")]
     Meta { path: PathBuf, source: ChecksumError },
+    #[error("block {block_id} is under recovery {current}; recovery {requested} is older")]
+    RecoveryInProgress { block_id: u64, current: u64, requested: u64 },
+    #[error("block {block_id} has no recovery {recovery_id} in progress")]
+    NoRecovery { block_id: u64, recovery_id: u64 },
     #[error("no volume has {needed} bytes free")]
     NoSpace { needed: u64 },
 }

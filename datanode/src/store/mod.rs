@@ -57,6 +57,17 @@ pub struct BlockStore {
     transition_locks: Box<[Mutex<()>]>,
     next_volume: AtomicUsize,
     next_writer_id: AtomicU64,
+    /// Lease recoveries in progress: block id -> recovery id (the new genstamp).
+    recoveries: Mutex<HashMap<u64, u64>>,
+}
+
+/// What a replica holds when a lease recovery starts (ReplicaRecoveryInfo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    pub block_id: u64,
+    pub gen_stamp: u64,
+    pub length: u64,
+    pub state: ReplicaState,
 }
 
 impl BlockStore {
@@ -95,6 +106,7 @@ impl BlockStore {
             transition_locks: (0..REPLICA_MAP_SHARDS).map(|_| Mutex::new(())).collect(),
             next_volume: AtomicUsize::new(0),
             next_writer_id: AtomicU64::new(1),
+            recoveries: Mutex::new(HashMap::new()),
         })
     }
 
@@ -549,16 +561,7 @@ impl BlockStore {
             let replica = self.require(block_id)?;
             self.recovery_check(&replica, gen_stamp, new_gen_stamp, expected_len)?;
             if replica.state == ReplicaState::Finalized {
-                if replica.gen_stamp == new_gen_stamp {
-                    return Ok(replica);
-                }
-                let (_, meta_from) = self.replica_paths(&replica)?;
-                let meta_to = meta_from.with_file_name(meta_file_name(block_id, new_gen_stamp));
-                std::fs::rename(&meta_from, &meta_to).map_err(StoreError::io("rename", &meta_from))?;
-                let bumped =
-                    Replica::finalized(block_id, new_gen_stamp, replica.volume, replica.visible_len());
-                self.shard(block_id).insert(block_id, bumped.clone());
-                return Ok(bumped);
+                return self.rename_finalized(&replica, new_gen_stamp);
             }
             let replica = self.bump_gen_stamp(&replica, new_gen_stamp)?;
             let progress = Arc::clone(replica.progress.as_ref().expect("rbw replicas have progress"));
@@ -566,6 +569,110 @@ impl BlockStore {
             self.open_writer(block_id, new_gen_stamp, ReplicaState::Rbw, replica.volume, paths, progress)?
         };
         self.finalize(writer)
+    }
+
+    /// Gives a finalized replica a new genstamp (its meta file's name).
+    fn rename_finalized(&self, replica: &Replica, new_gen_stamp: u64) -> Result<Replica, StoreError> {
+        if replica.gen_stamp == new_gen_stamp {
+            return Ok(replica.clone());
+        }
+        let (_, meta_from) = self.replica_paths(replica)?;
+        let meta_to = meta_from.with_file_name(meta_file_name(replica.block_id, new_gen_stamp));
+        std::fs::rename(&meta_from, &meta_to).map_err(StoreError::io("rename", &meta_from))?;
+        let bumped =
+            Replica::finalized(replica.block_id, new_gen_stamp, replica.volume, replica.visible_len());
+        self.shard(replica.block_id).insert(replica.block_id, bumped.clone());
+        Ok(bumped)
+    }
+
+    /// initReplicaRecovery (lease recovery, asked of every datanode holding the block):
+    /// stops the writer and says what the replica holds. `Ok(None)`: no such replica.
+    /// A recovery with a higher id supersedes one in progress; a lower one is refused.
+    pub fn init_replica_recovery(
+        &self,
+        block_id: u64,
+        gen_stamp: u64,
+        recovery_id: u64,
+    ) -> Result<Option<RecoveryInfo>, StoreError> {
+        let _transition = self.lock_transitions(block_id);
+        let Some(replica) = self.get(block_id).filter(|r| r.state != ReplicaState::Temporary) else {
+            return Ok(None);
+        };
+        check_gen_stamp(&replica, gen_stamp, recovery_id.saturating_sub(1))?;
+        {
+            let mut recoveries = self.recoveries.lock().expect("recoveries lock");
+            if let Some(&current) = recoveries.get(&block_id) {
+                if current >= recovery_id {
+                    return Err(StoreError::RecoveryInProgress { block_id, current, requested: recovery_id });
+                }
+            }
+            recoveries.insert(block_id, recovery_id);
+        }
+        self.stop_writer(&replica)?;
+        Ok(Some(RecoveryInfo {
+            block_id,
+            gen_stamp: replica.gen_stamp,
+            length: replica.bytes_on_disk(),
+            state: replica.state,
+        }))
+    }
+
+    /// updateReplicaUnderRecovery: the primary settled the length; the replica is cut to
+    /// it, takes the recovery id as its genstamp and is finalized.
+    pub fn update_replica_under_recovery(
+        &self,
+        block_id: u64,
+        recovery_id: u64,
+        new_length: u64,
+    ) -> Result<Replica, StoreError> {
+        let writer = {
+            let _transition = self.lock_transitions(block_id);
+            let in_progress = self.recoveries.lock().expect("recoveries lock").get(&block_id).copied();
+            if in_progress != Some(recovery_id) {
+                return Err(StoreError::NoRecovery { block_id, recovery_id });
+            }
+            let replica = self.require(block_id)?;
+            match replica.state {
+                ReplicaState::Finalized => {
+                    if replica.visible_len() != new_length {
+                        return Err(StoreError::LengthMismatch {
+                            block_id,
+                            expected: new_length,
+                            actual: replica.visible_len(),
+                        });
+                    }
+                    let renamed = self.rename_finalized(&replica, recovery_id)?;
+                    self.recoveries.lock().expect("recoveries lock").remove(&block_id);
+                    return Ok(renamed);
+                }
+                ReplicaState::Temporary => {
+                    return Err(StoreError::WrongState {
+                        block_id,
+                        state: replica.state,
+                        expected: "FINALIZED or RBW",
+                    })
+                }
+                ReplicaState::Rbw => {}
+            }
+            self.stop_writer(&replica)?;
+            if new_length > replica.bytes_on_disk() {
+                return Err(StoreError::LengthMismatch {
+                    block_id,
+                    expected: new_length,
+                    actual: replica.bytes_on_disk(),
+                });
+            }
+            let replica = self.bump_gen_stamp(&replica, recovery_id)?;
+            let progress = Arc::clone(replica.progress.as_ref().expect("rbw replicas have progress"));
+            let paths = self.replica_paths(&replica)?;
+            let writer =
+                self.open_writer(block_id, recovery_id, ReplicaState::Rbw, replica.volume, paths, progress)?;
+            writer.truncate(new_length)?;
+            writer
+        };
+        let finalized = self.finalize(writer);
+        self.recoveries.lock().expect("recoveries lock").remove(&block_id);
+        finalized
     }
 
     /// Moves a fully received replica to `finalized/` (fsyncing first with

@@ -294,3 +294,33 @@ fn streaming_recovery_drops_unacknowledged_data() {
     let meta = std::fs::read(rbw.join("blk_70_1002.meta")).unwrap();
     assert_eq!(&meta[7..], &DataChecksum::CRC32C_512.compute_vec(&data[..700])[..]);
 }
+
+#[test]
+fn lease_recovery_cuts_finalizes_and_refuses_older_recovery_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&[dir.path().to_path_buf()]);
+    let writer = store.create(80, 1001, DataChecksum::CRC32C_512, ReplicaState::Rbw, 0).unwrap();
+    let data = pattern(1500);
+    write_all(&writer, &data);
+    drop(writer);
+    assert!(store.init_replica_recovery(81, 1001, 1005).unwrap().is_none(), "no such replica");
+    let info = store.init_replica_recovery(80, 1001, 1005).unwrap().unwrap();
+    assert_eq!((info.state, info.length, info.gen_stamp), (ReplicaState::Rbw, 1500, 1001));
+    assert!(matches!(
+        store.init_replica_recovery(80, 1001, 1004),
+        Err(StoreError::RecoveryInProgress { .. })
+    ));
+    assert!(matches!(store.update_replica_under_recovery(80, 1004, 700), Err(StoreError::NoRecovery { .. })));
+    let replica = store.update_replica_under_recovery(80, 1005, 700).unwrap();
+    assert_eq!(
+        (replica.state, replica.gen_stamp, replica.visible_len()),
+        (ReplicaState::Finalized, 1005, 700)
+    );
+    let reader = store.open_for_read(80, 1005).unwrap();
+    let mut crcs = vec![0u8; 8];
+    reader.read_checksums(0, &mut crcs).unwrap();
+    assert_eq!(crcs, DataChecksum::CRC32C_512.compute_vec(&data[..700]));
+    // A finalized replica keeps its length and takes the new genstamp.
+    store.init_replica_recovery(80, 1005, 1006).unwrap().unwrap();
+    assert_eq!(store.update_replica_under_recovery(80, 1006, 700).unwrap().gen_stamp, 1006);
+}
