@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ringfs_common::conf::Configuration;
 use tokio::sync::watch;
@@ -16,6 +17,10 @@ use crate::events::EventSink;
 use crate::ipc_service::ClientDatanodeService;
 use crate::namenode::{self, DatanodeIdentity, Namenode, NamenodeError};
 use crate::store::{BlockStore, StoreError};
+
+/// How long a port held by a previous process is waited for.
+const BIND_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+const BIND_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataNodeError {
@@ -65,17 +70,17 @@ impl DataNode {
         let store = tokio::task::spawn_blocking(move || BlockStore::open(&dirs, sync_on_close))
             .await
             .expect("opening volumes does not panic")?;
-        let xfer = std::net::TcpListener::bind(&config.xfer_bind).map_err(|source| DataNodeError::Bind {
-            what: "data",
-            addr: config.xfer_bind.clone(),
-            source,
-        })?;
-        let ipc = tokio::net::TcpListener::bind(&config.ipc_bind)
-            .await
-            .map_err(|source| DataNodeError::Bind { what: "ipc", addr: config.ipc_bind.clone(), source })?;
-        let http = tokio::net::TcpListener::bind(&config.http_bind)
-            .await
-            .map_err(|source| DataNodeError::Bind { what: "http", addr: config.http_bind.clone(), source })?;
+        let xfer = bind(&config.xfer_bind, "data").await?;
+        let ipc = bind(&config.ipc_bind, "ipc").await?;
+        let http = bind(&config.http_bind, "http").await?;
+        let to_tokio = |listener: std::net::TcpListener, what, addr: &str| {
+            listener
+                .set_nonblocking(true)
+                .and_then(|_| tokio::net::TcpListener::from_std(listener))
+                .map_err(|source| DataNodeError::Bind { what, addr: addr.to_string(), source })
+        };
+        let ipc = to_tokio(ipc, "ipc", &config.ipc_bind)?;
+        let http = to_tokio(http, "http", &config.http_bind)?;
         let local = |addr: std::io::Result<SocketAddr>, what| {
             addr.map_err(|source| DataNodeError::Bind { what, addr: String::new(), source })
         };
@@ -154,6 +159,22 @@ impl DataNode {
             let _ = tokio::task::spawn_blocking(move || engine.stop()).await;
         }
         info!("datanode stopped");
+    }
+}
+
+/// Binds `addr`, waiting out a port still held by a previous process of this datanode:
+/// after a crash the kernel may keep its listening socket open for a moment (an
+/// io_uring ring tears down asynchronously, holding the socket until it is done).
+async fn bind(addr: &str, what: &'static str) -> Result<std::net::TcpListener, DataNodeError> {
+    let deadline = tokio::time::Instant::now() + BIND_RETRY_TIMEOUT;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(BIND_RETRY_INTERVAL).await;
+            }
+            Err(source) => return Err(DataNodeError::Bind { what, addr: addr.to_string(), source }),
+        }
     }
 }
 
