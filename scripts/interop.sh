@@ -3,10 +3,11 @@
 # hadoop fs, the Java DistributedFileSystem API, snakebite, hdfs-native (Rust and Python)
 # and Spark. Installs the clients first (idempotent; seconds when already there).
 #
-# Usage: scripts/interop.sh [TEST_NAME_FILTER] [-- cargo test args]
+# Usage: scripts/interop.sh [LIBTEST ARGS...]   (a test-name filter, --nocapture, ...)
 #   scripts/interop.sh                  every interop test
 #   scripts/interop.sh snakebite        only tests whose name contains "snakebite"
-# Environment: RINGFS_KEEP_TEST_DIRS=1 keeps cluster directories (logs) of passing tests
+# Environment: RINGFS_TEST_ENGINE=threads|uring runs the datanodes on that engine (default:
+# their own default, auto). RINGFS_KEEP_TEST_DIRS=1 keeps cluster directories (logs) of passing tests
 # too; failing tests always keep theirs and print where. CI=true turns a missing client
 # into a failure instead of a skip.
 set -euo pipefail

@@ -66,7 +66,19 @@ impl Failures {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hdfs_native_rust_client() {
-    let cluster = Cluster::start(ClusterOptions::default());
+    exercise_rust_client(ClusterOptions::default()).await;
+}
+
+/// The same with the datanodes on the threads + sendfile engine (the default, `auto`, is
+/// io_uring where the kernel allows it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hdfs_native_rust_client_threads_engine() {
+    exercise_rust_client(ClusterOptions { engine: Some("threads".to_string()), ..ClusterOptions::default() })
+        .await;
+}
+
+async fn exercise_rust_client(options: ClusterOptions) {
+    let cluster = Cluster::start(options);
     let client = connect(&cluster);
     let mut failures = Failures(Vec::new());
     failures.result("mkdirs /native", client.mkdirs("/native", 0o755, true).await);

@@ -641,6 +641,7 @@ impl Supervisor {
             .arg("--conf")
             .arg(self.layout.conf_dir())
             .args(["-D", &format!("dfs.namenode.name.dir={}", name_dir.display())])
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicate the log file handle")?)
             .stderr(log)
@@ -691,10 +692,25 @@ impl Supervisor {
         args
     }
 
-    /// Starts the child and waits for its READY line.
+    /// Starts the child and waits for its READY line. A restarted datanode first tries its
+    /// previous ports; if it cannot start there (another socket may have taken one of them
+    /// as its ephemeral port meanwhile), it starts again on free ports.
     async fn start(&mut self, role: Role) -> anyhow::Result<()> {
+        let had_ports = matches!(role, Role::Datanode(_)) && !self.node(role).ready.is_empty();
         self.spawn(role)?;
-        self.await_ready(role).await
+        match self.await_ready(role).await {
+            Err(e) if had_ports => {
+                println!(
+                    "ringfs cluster: {} did not start on its previous ports ({}); retrying on free ports",
+                    role.file_stem(),
+                    format!("{e:#}").lines().next().unwrap_or_default()
+                );
+                // spawn() forgot the previous READY fields, so this attempt binds port 0.
+                self.spawn(role)?;
+                self.await_ready(role).await
+            }
+            result => result,
+        }
     }
 
     fn spawn(&mut self, role: Role) -> anyhow::Result<()> {
@@ -711,6 +727,8 @@ impl Supervisor {
             writeln!(banner, "==== ringfs cluster: starting {} ({}) ====", role.file_stem(), args.join(" "));
         let mut child = Command::new(&self.exe)
             .args(&args)
+            // The logs are files: no terminal colour codes in them.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log.try_clone().context("duplicate the log file handle")?)

@@ -49,13 +49,15 @@ pub struct ClusterOptions {
 }
 
 impl Default for ClusterOptions {
-    /// Three datanodes, replication 3, 1 MiB blocks so that small files span blocks.
+    /// Three datanodes, replication 3, 1 MiB blocks so that small files span blocks; the
+    /// datanode engine from `RINGFS_TEST_ENGINE` (`uring`, `threads`) if set, else the
+    /// datanode's default (`auto`).
     fn default() -> Self {
         ClusterOptions {
             datanodes: 3,
             replication: 3,
             block_size: 1 << 20,
-            engine: None,
+            engine: std::env::var("RINGFS_TEST_ENGINE").ok().filter(|e| !e.is_empty()),
             conf: Vec::new(),
             trash: false,
         }
