@@ -64,6 +64,8 @@ pub enum RecoveryError {
     Store(#[from] StoreError),
     #[error("{method} on {node}: {source}")]
     Rpc { method: &'static str, node: String, source: RpcError },
+    #[error("{what} is not supported")]
+    Unsupported { what: String },
     #[error("block {block_id}: every replica holder failed")]
     AllFailed { block_id: u64 },
 }
@@ -170,7 +172,19 @@ pub async fn recover_block(
         info!(block_id = block.block_id, "no replica found; asking the namenode to delete the block");
         return commit(&namenode, &block, recovery_id, 0, true, Vec::new()).await;
     }
-    let (new_length, synced) = settle_length(participants);
+    let (new_length, synced) = match &recovering.truncate_block {
+        None => settle_length(participants),
+        Some(truncate) if truncate.block_id == block.block_id => {
+            // Truncate recovery: every replica long enough is cut to the new length.
+            let length = truncate.num_bytes.unwrap_or(0);
+            (length, participants.into_iter().filter(|p| p.info.length >= length).collect())
+        }
+        Some(truncate) => {
+            return Err(RecoveryError::Unsupported {
+                what: format!("copy-on-truncate recovery to a new block {}", truncate.block_id),
+            })
+        }
+    };
     let mut targets = Vec::new();
     for participant in synced {
         let request = UpdateReplicaUnderRecoveryRequestProto {

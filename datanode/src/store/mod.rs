@@ -618,14 +618,15 @@ impl BlockStore {
     }
 
     /// updateReplicaUnderRecovery: the primary settled the length; the replica is cut to
-    /// it, takes the recovery id as its genstamp and is finalized.
+    /// it (a finalized one too, for a truncate), takes the recovery id as its genstamp and
+    /// is finalized.
     pub fn update_replica_under_recovery(
         &self,
         block_id: u64,
         recovery_id: u64,
         new_length: u64,
     ) -> Result<Replica, StoreError> {
-        let writer = {
+        let writer = 'setup: {
             let _transition = self.lock_transitions(block_id);
             let in_progress = self.recoveries.lock().expect("recoveries lock").get(&block_id).copied();
             if in_progress != Some(recovery_id) {
@@ -633,17 +634,23 @@ impl BlockStore {
             }
             let replica = self.require(block_id)?;
             match replica.state {
-                ReplicaState::Finalized => {
-                    if replica.visible_len() != new_length {
-                        return Err(StoreError::LengthMismatch {
-                            block_id,
-                            expected: new_length,
-                            actual: replica.visible_len(),
-                        });
-                    }
+                ReplicaState::Finalized if replica.visible_len() == new_length => {
                     let renamed = self.rename_finalized(&replica, recovery_id)?;
                     self.recoveries.lock().expect("recoveries lock").remove(&block_id);
                     return Ok(renamed);
+                }
+                ReplicaState::Finalized if replica.visible_len() > new_length => {
+                    // Truncate recovery: reopen, cut, finalize again under the recovery id.
+                    let writer = self.reopen_finalized(&replica, recovery_id)?;
+                    writer.truncate(new_length)?;
+                    break 'setup writer;
+                }
+                ReplicaState::Finalized => {
+                    return Err(StoreError::LengthMismatch {
+                        block_id,
+                        expected: new_length,
+                        actual: replica.visible_len(),
+                    });
                 }
                 ReplicaState::Temporary => {
                     return Err(StoreError::WrongState {

@@ -324,3 +324,27 @@ fn lease_recovery_cuts_finalizes_and_refuses_older_recovery_ids() {
     store.init_replica_recovery(80, 1005, 1006).unwrap().unwrap();
     assert_eq!(store.update_replica_under_recovery(80, 1006, 700).unwrap().gen_stamp, 1006);
 }
+
+#[test]
+fn truncate_recovery_cuts_a_finalized_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&[dir.path().to_path_buf()]);
+    let writer = store.create(90, 1001, DataChecksum::CRC32C_512, ReplicaState::Rbw, 0).unwrap();
+    let data = pattern(1500);
+    write_all(&writer, &data);
+    store.finalize(writer).unwrap();
+    store.init_replica_recovery(90, 1001, 1002).unwrap().unwrap();
+    assert!(matches!(
+        store.update_replica_under_recovery(90, 1002, 1600),
+        Err(StoreError::LengthMismatch { .. })
+    ));
+    let replica = store.update_replica_under_recovery(90, 1002, 600).unwrap();
+    assert_eq!(
+        (replica.state, replica.gen_stamp, replica.visible_len()),
+        (ReplicaState::Finalized, 1002, 600)
+    );
+    let finalized = dir.path().join(format!("current/{POOL}/current/finalized/subdir0/subdir0"));
+    assert_eq!(std::fs::read(finalized.join("blk_90")).unwrap(), &data[..600]);
+    let meta = std::fs::read(finalized.join("blk_90_1002.meta")).unwrap();
+    assert_eq!(&meta[7..], &DataChecksum::CRC32C_512.compute_vec(&data[..600])[..]);
+}
