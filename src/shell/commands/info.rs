@@ -9,13 +9,16 @@ use super::super::glob::GlobPattern;
 use super::super::options::CommandFormat;
 use super::super::paths::PathItem;
 use super::super::{children, Shell, ShellError, IS_DIR};
-use super::{existing, expand_all, walk};
+use super::{expand_all, reported_missing, walk};
 
 /// `-checksum [-v] <src> ...`: `PATH\tALGORITHM\tHEX`.
 pub async fn checksum(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, ShellError> {
     let opts =
         CommandFormat { min_args: 1, max_args: usize::MAX, flags: &["v"], valued: &[] }.parse(&mut args)?;
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         if item.is_dir() {
             shell.report(&ShellError::path(&item.display, IS_DIR));
             continue;
@@ -49,7 +52,10 @@ pub async fn du(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, ShellEr
         let header = ["SIZE", "DISK_SPACE_CONSUMED_WITH_ALL_REPLICAS", "FULL_PATH_NAME"];
         table.add_row(header.iter().map(|s| s.to_string()).collect());
     }
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let targets = if item.is_dir() && !opts.has("s") {
             match children(shell, &item).await {
                 Ok(children) => children,
@@ -103,7 +109,10 @@ pub async fn count(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, Shel
     if opts.has("v") {
         shell.println(&count_header(with_quota, usage_only));
     }
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let client = shell.client(&item.authority).await?;
         let line = if usage_only {
             client.namenode().get_quota_usage(&item.path).await.map(|u| quota_usage_columns(&u, human))
@@ -128,7 +137,10 @@ pub async fn stat(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, Shell
     let opts = format.parse(&mut args)?;
     let pattern = if args[0].contains('%') { args.remove(0) } else { "%y".to_string() };
     format.check_count(args.len())?;
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let items = if opts.has("R") { walk(shell, item).await? } else { vec![item] };
         for item in items {
             let stat = item.stat.as_ref().expect("existing items have a status");
@@ -187,7 +199,10 @@ pub async fn df(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, ShellEr
     }
     let human = opts.has("h");
     let mut rows = vec![["Filesystem", "Size", "Used", "Available", "Use%"].map(String::from)];
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let client = shell.client(&item.authority).await?;
         match client.namenode().get_fs_stats().await {
             Ok(stats) => rows.push([
@@ -237,7 +252,10 @@ pub async fn find(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, Shell
             other => return Err(ShellError::Usage(format!("Unexpected argument: {other}"))),
         }
     }
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         for found in walk(shell, item).await? {
             if tests.iter().all(|test| find_matches(test, &found)) {
                 if print0 {

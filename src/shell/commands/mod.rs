@@ -67,18 +67,14 @@ pub async fn expand_all(shell: &mut Shell, args: &[String]) -> Result<Vec<PathIt
     Ok(items)
 }
 
-/// Items that exist; a missing one is reported as "No such file or directory".
-pub async fn existing(shell: &mut Shell, args: &[String]) -> Result<Vec<PathItem>, ShellError> {
-    let items = expand_all(shell, args).await?;
-    let mut found = Vec::with_capacity(items.len());
-    for item in items {
-        if item.exists() {
-            found.push(item);
-        } else {
-            shell.report(&ShellError::not_found(&item.display));
-        }
+/// Reports a missing item as "No such file or directory" (FsShell's default
+/// processNonexistentPath), in its turn among the others; true when it was missing.
+pub fn reported_missing(shell: &mut Shell, item: &PathItem) -> bool {
+    if item.exists() {
+        return false;
     }
-    Ok(found)
+    shell.report(&ShellError::not_found(&item.display));
+    true
 }
 
 /// Reports `result`'s error for `item`, if any: connection-level errors end the command.

@@ -8,7 +8,7 @@ use ringfs_client::DfsClient;
 use super::super::options::CommandFormat;
 use super::super::paths::{expand, PathItem};
 use super::super::{Shell, ShellError, EXISTS, IO_ERROR, IS_DIR, NOT_DIR, NOT_EMPTY, NOT_FOUND};
-use super::{existing, expand_all, report_item, walk};
+use super::{expand_all, report_item, reported_missing, walk};
 
 /// How often `-setrep -w` looks at block locations (Hadoop: 10 s).
 const SETREP_WAIT_POLL: Duration = Duration::from_secs(10);
@@ -166,7 +166,10 @@ pub async fn rmdir(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, Shel
     };
     let opts = format.parse(&mut args)?;
     let ignore_non_empty = opts.has("-ignore-fail-on-non-empty");
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let result = async {
             if !item.is_dir() {
                 return Err(ShellError::path(&item.display, NOT_DIR));
@@ -234,26 +237,29 @@ pub async fn check_destination(
     Ok(())
 }
 
-/// Where `source` goes: into `target` when it is a directory, else `target` itself.
-pub fn target_for(shell: &Shell, target: &PathItem, source_name: &str) -> PathItem {
-    if target.is_dir() {
-        let path = if target.path == "/" {
-            format!("/{source_name}")
-        } else {
-            format!("{}/{source_name}", target.path)
-        };
-        let mut child = target.sibling(&path, shell.cwd(), None);
-        child.display = if target.display.ends_with('/') {
-            format!("{}{source_name}", target.display)
-        } else if target.display == "." {
-            source_name.to_string()
-        } else {
-            format!("{}/{source_name}", target.display)
-        };
-        child
-    } else {
-        target.clone()
+/// Where `source` goes: into `target` when it is a directory (looked up, as Java's
+/// getPathDataForChild does), else `target` itself.
+pub async fn target_for(
+    shell: &mut Shell,
+    target: &PathItem,
+    source_name: &str,
+) -> Result<PathItem, ShellError> {
+    if !target.is_dir() {
+        return Ok(target.clone());
     }
+    let path =
+        if target.path == "/" { format!("/{source_name}") } else { format!("{}/{source_name}", target.path) };
+    let client = shell.client(&target.authority).await?;
+    let stat = client.namenode().get_file_info(&path).await?;
+    let mut child = target.sibling(&path, shell.cwd(), stat);
+    child.display = if target.display.ends_with('/') {
+        format!("{}{source_name}", target.display)
+    } else if target.display == "." {
+        source_name.to_string()
+    } else {
+        format!("{}/{source_name}", target.display)
+    };
+    Ok(child)
 }
 
 /// `-mv <src> ... <dst>`.
@@ -280,10 +286,11 @@ pub async fn mv(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, ShellEr
             if source.authority != target.authority {
                 return Err(ShellError::path(&source.display, "Does not match target filesystem"));
             }
-            let destination = target_for(shell, &target, ringfs_common::path::file_name(&source.path));
+            let destination =
+                target_for(shell, &target, ringfs_common::path::file_name(&source.path)).await?;
             check_not_into_itself(&source, &destination)?;
             let client = shell.client(&destination.authority).await?;
-            if client.namenode().get_file_info(&destination.path).await?.is_some() {
+            if destination.exists() {
                 return Err(ShellError::path(&destination.display, EXISTS));
             }
             if !client.namenode().rename(&source.path, &destination.path).await? {
@@ -546,7 +553,10 @@ pub async fn chmod(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, Shel
     let opts =
         CommandFormat { min_args: 2, max_args: usize::MAX, flags: &["R"], valued: &[] }.parse(&mut args)?;
     let mode = ChmodMode::parse(&args.remove(0))?;
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let items = if opts.has("R") { walk(shell, item).await? } else { vec![item] };
         for item in items {
             let stat = item.stat.as_ref().expect("walked items exist");
@@ -605,7 +615,10 @@ pub async fn chown(shell: &mut Shell, mut args: Vec<String>, group_only: bool) -
     } else {
         parse_owner(&spec)?
     };
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let items = if opts.has("R") { walk(shell, item).await? } else { vec![item] };
         for item in items {
             let stat = item.stat.as_ref().expect("walked items exist");
@@ -642,7 +655,10 @@ pub async fn setrep(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, She
     }
     let replication = replication as u16;
     let mut waiting = Vec::new();
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         for item in walk(shell, item).await? {
             if !item.stat.as_ref().is_some_and(|s| s.is_file()) {
                 continue;
@@ -713,7 +729,10 @@ pub async fn truncate(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, S
     }
     let length = length as u64;
     let mut waiting = Vec::new();
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let stat = item.stat.as_ref().expect("existing");
         if stat.is_dir() {
             shell.report(&ShellError::path(&item.display, IS_DIR));
@@ -833,7 +852,10 @@ pub async fn concat(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, She
     CommandFormat { min_args: 2, max_args: usize::MAX, flags: &[], valued: &[] }.parse(&mut args)?;
     let target = destination(shell, &args.remove(0)).await?;
     let mut sources = Vec::new();
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         sources.push(item.path);
     }
     if !target.exists() {

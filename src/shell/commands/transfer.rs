@@ -17,7 +17,7 @@ use super::super::options::CommandFormat;
 use super::super::paths::PathItem;
 use super::super::{children, Shell, ShellError, EXISTS, IO_ERROR, IS_DIR, NOT_DIR, NOT_FOUND};
 use super::modify::{check_destination, check_not_into_itself, destination, target_for};
-use super::{existing, expand_all, report_item};
+use super::{expand_all, report_item, reported_missing};
 
 /// Copy buffer: large enough to fill many 64 KiB packets per write call.
 const COPY_BUFFER_SIZE: usize = 1024 * 1024;
@@ -186,7 +186,7 @@ pub async fn put(shell: &mut Shell, mut args: Vec<String>, move_sources: bool) -
         }
     };
     if args.len() == 1 && args[0] == "-" {
-        let destination = target_for(shell, &target, "-");
+        let destination = target_for(shell, &target, "-").await?;
         let result = async {
             if destination.stat.as_ref().is_some_and(|s| s.is_dir() || !options.overwrite) {
                 return Err(ShellError::path(&destination.display, EXISTS));
@@ -214,7 +214,13 @@ pub async fn put(shell: &mut Shell, mut args: Vec<String>, move_sources: bool) -
             shell.report(&ShellError::not_found(&source.display));
             continue;
         }
-        let destination = target_for(shell, &target, &source.name());
+        let destination = match target_for(shell, &target, &source.name()).await {
+            Ok(destination) => destination,
+            Err(error) => {
+                report_item(shell, Err(error))?;
+                continue;
+            }
+        };
         let result = put_one(shell, &source, destination, &options).await;
         let succeeded = result.is_ok();
         report_item(shell, result)?;
@@ -255,7 +261,7 @@ fn put_one<'a>(
             names.sort();
             for name in names {
                 let child_source = source.child(&name);
-                let child_target = target_for(shell, &destination, &name);
+                let child_target = target_for(shell, &destination, &name).await?;
                 let result = put_one(shell, &child_source, child_target, options).await;
                 report_item(shell, result)?;
             }
@@ -546,8 +552,9 @@ pub async fn cp(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, ShellEr
             shell.report(&ShellError::not_found(&source.display));
             continue;
         }
-        let destination = target_for(shell, &target, ringfs_common::path::file_name(&source.path));
         let result = async {
+            let destination =
+                target_for(shell, &target, ringfs_common::path::file_name(&source.path)).await?;
             check_not_into_itself(&source, &destination)?;
             cp_one(shell, source, destination, &options).await
         }
@@ -569,7 +576,7 @@ fn cp_one<'a>(
             let destination = ensure_dfs_directory(shell, destination).await?;
             for child in children(shell, &source).await? {
                 let name = ringfs_common::path::file_name(&child.path).to_string();
-                let child_target = target_for(shell, &destination, &name);
+                let child_target = target_for(shell, &destination, &name).await?;
                 let result = cp_one(shell, child, child_target, options).await;
                 report_item(shell, result)?;
             }
@@ -652,7 +659,10 @@ pub async fn cat(shell: &mut Shell, mut args: Vec<String>, text: bool) -> Result
     if opts.has("ignoreCrc") {
         shell.set_verify_checksum(false);
     }
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let result = async {
             if item.is_dir() {
                 return Err(ShellError::path(&item.display, IS_DIR));
@@ -693,7 +703,10 @@ async fn check_plain_text(reader: &mut FileReader, item: &PathItem) -> Result<()
 /// `-head <file>`: the first kilobyte.
 pub async fn head(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, ShellError> {
     CommandFormat { min_args: 1, max_args: 1, flags: &[], valued: &[] }.parse(&mut args)?;
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let result = async {
             if item.is_dir() {
                 return Err(ShellError::path(&item.display, IS_DIR));
@@ -721,7 +734,10 @@ pub async fn tail(shell: &mut Shell, mut args: Vec<String>) -> Result<i32, Shell
         ),
         None => TAIL_FOLLOW_DELAY,
     };
-    for item in existing(shell, &args).await? {
+    for item in expand_all(shell, &args).await? {
+        if reported_missing(shell, &item) {
+            continue;
+        }
         let result = async {
             if item.is_dir() {
                 return Err(ShellError::path(&item.display, IS_DIR));
@@ -826,7 +842,9 @@ pub async fn append_to_file(shell: &mut Shell, mut args: Vec<String>) -> Result<
             Ok(items) => {
                 for item in items {
                     if !item.exists() {
-                        return Err(ShellError::not_found(&item.display));
+                        // Java's FileNotFoundException names the absolute local path.
+                        let absolute = std::path::absolute(&item.path).unwrap_or_else(|_| item.path.clone());
+                        return Err(ShellError::Message(absolute.display().to_string()));
                     }
                     sources.push(Some(item));
                 }
