@@ -15,6 +15,7 @@ use crate::context::DataNodeContext;
 use crate::engine::{self, EngineError, RunningEngine};
 use crate::events::EventSink;
 use crate::ipc_service::ClientDatanodeService;
+use crate::limits::NAMENODE_RETRY_INTERVAL;
 use crate::namenode::{self, DatanodeIdentity, Namenode, NamenodeError};
 use crate::store::{BlockStore, StoreError};
 
@@ -118,19 +119,21 @@ impl DataNode {
         }));
 
         // The namenode names the block pool; only then can the volumes be loaded and
-        // the data port opened.
-        let client =
-            namenode::connect_until_up(&ctx.config.namenode_addr, &ctx.config.user, &mut shutdown_rx).await?;
-        let namespace = namenode::version_request(&client).await?;
-        let ns = namenode::namespace_identity(&namespace);
-        let scan_ctx = Arc::clone(&ctx);
-        tokio::task::spawn_blocking(move || scan_ctx.store.attach_block_pool(&ns))
-            .await
-            .expect("volume scan does not panic")?;
-        let engine = engine::start(ctx.config.engine, xfer, Arc::clone(&ctx))?;
-        let mut nn = Namenode::new(Arc::clone(&ctx), identity, client, namespace);
-        nn.register().await?;
-        nn.report_all().await?;
+        // the data port opened. A namenode that answers with errors while it starts is
+        // retried; a namespace this storage does not belong to is fatal.
+        let mut xfer = Some(xfer);
+        let mut engine = None;
+        let nn = loop {
+            match join_namenode(&ctx, &identity, &mut shutdown_rx, &mut xfer, &mut engine).await {
+                Ok(nn) => break nn,
+                Err(NamenodeError::Rpc { method, source }) => {
+                    warn!(method, error = %source, "namenode handshake failed; retrying");
+                    tokio::time::sleep(NAMENODE_RETRY_INTERVAL).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let engine = engine.expect("the engine starts before registration");
         tasks.push(tokio::spawn(nn.run(event_rx, shutdown_rx)));
 
         let ready = ReadyInfo {
@@ -160,6 +163,32 @@ impl DataNode {
         }
         info!("datanode stopped");
     }
+}
+
+/// versionRequest, volume scan, data port, registration, first reports. The engine is
+/// started once, the first time the block pool is known.
+async fn join_namenode(
+    ctx: &Arc<DataNodeContext>,
+    identity: &DatanodeIdentity,
+    shutdown: &mut watch::Receiver<bool>,
+    xfer: &mut Option<std::net::TcpListener>,
+    engine: &mut Option<RunningEngine>,
+) -> Result<Namenode, NamenodeError> {
+    let client = namenode::connect_until_up(&ctx.config.namenode_addr, &ctx.config.user, shutdown).await?;
+    let namespace = namenode::version_request(&client).await?;
+    let ns = namenode::namespace_identity(&namespace);
+    let scan_ctx = Arc::clone(ctx);
+    tokio::task::spawn_blocking(move || scan_ctx.store.attach_block_pool(&ns))
+        .await
+        .expect("volume scan does not panic")?;
+    if let Some(listener) = xfer.take() {
+        *engine =
+            Some(engine::start(ctx.config.engine, listener, Arc::clone(ctx)).map_err(NamenodeError::Engine)?);
+    }
+    let mut nn = Namenode::new(Arc::clone(ctx), identity.clone(), client, namespace);
+    nn.register().await?;
+    nn.report_all().await?;
+    Ok(nn)
 }
 
 /// Binds `addr`, waiting out a port still held by a previous process of this datanode:

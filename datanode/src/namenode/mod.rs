@@ -52,6 +52,8 @@ pub enum NamenodeError {
     Store(#[from] StoreError),
     #[error("shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     #[error(
         "block pool changed from {served} to {offered}: restart the datanode to serve the new namespace"
     )]
