@@ -41,17 +41,55 @@ impl<V> IdMap<V> {
         self.live == 0
     }
 
+    /// Where `id` is (Ok) or would go (Err). Ids are handed out in order, so they are
+    /// spread nearly evenly over the vector: interpolation guesses the slot, then a
+    /// galloping search around the guess finishes in a few probes instead of the ~20
+    /// cache misses a plain binary search costs at a million entries.
     fn position(&self, id: u64) -> Result<usize, usize> {
-        // Fast path: the most recent id is looked up most often.
-        if let Some((last, _)) = self.entries.last() {
-            if *last == id {
-                return Ok(self.entries.len() - 1);
-            }
-            if *last < id {
-                return Err(self.entries.len());
-            }
+        let count = self.entries.len();
+        let (Some((first, _)), Some((last, _))) = (self.entries.first(), self.entries.last()) else {
+            return Err(0);
+        };
+        let (first, last) = (*first, *last);
+        if id >= last {
+            return if id == last { Ok(count - 1) } else { Err(count) };
         }
-        self.entries.binary_search_by_key(&id, |(k, _)| *k)
+        if id <= first {
+            return if id == first { Ok(0) } else { Err(0) };
+        }
+        let span = u128::from(last - first);
+        let guess = (u128::from(id - first) * (count as u128 - 1) / span) as usize;
+        let key_at = |i: usize| self.entries[i].0;
+        let (low, high) = if key_at(guess) < id {
+            // Gallop right until a key reaches id.
+            let (mut low, mut step) = (guess + 1, 1usize);
+            loop {
+                let probe = guess.saturating_add(step).min(count - 1);
+                if key_at(probe) >= id {
+                    break (low, probe + 1);
+                }
+                low = probe + 1;
+                step *= 2;
+            }
+        } else {
+            // Gallop left until a key falls below id.
+            let (mut high, mut step) = (guess + 1, 1usize);
+            loop {
+                let probe = guess.saturating_sub(step);
+                if key_at(probe) < id {
+                    break (probe + 1, high);
+                }
+                high = probe + 1;
+                if probe == 0 {
+                    break (0, high);
+                }
+                step *= 2;
+            }
+        };
+        match self.entries[low..high].binary_search_by_key(&id, |(k, _)| *k) {
+            Ok(i) => Ok(low + i),
+            Err(i) => Err(low + i),
+        }
     }
 
     pub fn get(&self, id: u64) -> Option<&V> {
@@ -136,6 +174,33 @@ impl<V> IdMap<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interpolated_positions_match_binary_search() {
+        let mut map = IdMap::new();
+        let mut keys = Vec::new();
+        let mut state = 12345u64;
+        let mut next = 100u64;
+        for _ in 0..5000 {
+            // Uneven gaps: mostly dense, sometimes large jumps.
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            next += if state >> 60 == 0 { state >> 40 } else { 1 + (state >> 62) };
+            keys.push(next);
+            map.insert(next, ());
+        }
+        for probe in [0, 99, 100, keys[0], keys[1] - 1, keys[4999], keys[4999] + 1, u64::MAX] {
+            assert_eq!(
+                map.position(probe),
+                map.entries.binary_search_by_key(&probe, |(k, _)| *k),
+                "probe {probe}"
+            );
+        }
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(map.position(*key), Ok(i));
+            assert_eq!(map.position(key + 1), map.entries.binary_search_by_key(&(key + 1), |(k, _)| *k));
+            assert_eq!(map.position(key - 1), map.entries.binary_search_by_key(&(key - 1), |(k, _)| *k));
+        }
+    }
 
     #[test]
     fn appends_removes_and_compacts() {

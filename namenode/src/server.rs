@@ -47,10 +47,16 @@ impl Checkpointer {
     async fn run(&self) -> Result<u64, NameNodeError> {
         let _one_at_a_time = self.lock.lock().await;
         let started = Instant::now();
-        let (txid, bytes) = {
-            // Roll under the lock so the segment boundary falls between two ops.
-            let fs = self.shared.write_lock();
+        {
+            // Roll under the write lock so the segment boundary falls between two ops.
+            let _fs = self.shared.write_lock();
             self.shared.journal.roll();
+        }
+        // Encoding needs only a consistent view: readers carry on meanwhile. Ops applied
+        // between the roll and here are in the image and in the new segment; replay
+        // skips what the image already holds.
+        let (txid, bytes) = {
+            let fs = self.shared.read();
             (fs.last_txid(), encode_image(fs.last_txid(), &fs.ns, &fs.blocks))
         };
         let storage = Arc::clone(&self.storage);
