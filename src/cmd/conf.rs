@@ -57,9 +57,16 @@ pub fn load(args: Vec<String>) -> anyhow::Result<(Configuration, Vec<String>)> {
     Ok((conf, rest))
 }
 
-/// Starts `tracing` logging to stderr, filtered by `RUST_LOG` (default info).
+/// Starts `tracing` logging to stderr, filtered by `RUST_LOG` (default info). Colour only
+/// when stderr is a terminal, so log files stay plain text.
 pub fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }
