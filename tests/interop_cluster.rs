@@ -214,7 +214,6 @@ fn sigterm_stops_everything_and_a_second_start_finds_the_data() {
         read.map(|r| r.len()),
         support::tail(&logs, 40)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -528,7 +528,6 @@ fn hadoop_fs_shell_commands_trash_off() {
 
     let failures = b.run(&clients, &cluster, &classes, &work);
     report("hadoop fs (trash off)", failures, &cluster);
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 #[test]
@@ -599,7 +598,6 @@ fn hadoop_fs_trash_on() {
 
     let failures = b.run(&clients, &cluster, &classes, &work);
     report("hadoop fs (trash on)", failures, &cluster);
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// A datanode crashes (SIGKILL; the namenode still lists it): reads fail over to the other
@@ -639,7 +637,6 @@ fn hadoop_fs_with_a_dead_datanode() {
     b.fs(&["-put", &big, "/dead/restarted.bin"]).ok();
     b.fs(&["-cat", "/dead/restarted.bin"]).ok().stdout_bytes(files.big.clone());
     report("hadoop fs (datanode 0 restarted)", b.run(&clients, &cluster, &classes, &work), &cluster);
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// The real `hadoop` launcher, one JVM per command: stdin and stdout are the process's own,

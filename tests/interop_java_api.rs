@@ -43,5 +43,4 @@ fn java_distributed_file_system_api() {
     let output = run(&mut command, None, Duration::from_secs(900));
     let expected: Vec<String> = CHECKS.iter().map(|s| s.to_string()).collect();
     support::assert_all_pass("Java DistributedFileSystem API", &output, &expected, &cluster);
-    let _ = std::fs::remove_dir_all(&classes);
 }

@@ -243,5 +243,4 @@ fn snakebite_cli() {
         failures.join("\n\n"),
         cluster.diagnostics()
     );
-    let _ = std::fs::remove_dir_all(&local);
 }

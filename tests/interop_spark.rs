@@ -152,7 +152,6 @@ fn spark_word_count_reads_and_writes_hdfs() {
         output.describe(),
         cluster.diagnostics()
     );
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 fn names(files: &[(String, Vec<u8>)]) -> Vec<&str> {

@@ -99,7 +99,7 @@ pub struct Cluster {
     supervisor: Child,
     control: Option<ChildStdin>,
     lines: Receiver<String>,
-    dir: PathBuf,
+    dir: TestDir,
     uri: String,
     nn_addr: String,
     namenode_pid: u32,
@@ -110,8 +110,9 @@ pub struct Cluster {
 
 static CLUSTER_SEQUENCE: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh directory for one test, named after the test (libtest names the thread so).
-pub fn test_dir(kind: &str) -> PathBuf {
+/// A fresh directory for one test, named after the test (libtest names the thread so);
+/// removed on drop unless the test is failing or `RINGFS_KEEP_TEST_DIRS` is set.
+pub fn test_dir(kind: &str) -> TestDir {
     let thread = std::thread::current();
     let test_name = thread.name().unwrap_or("test").replace("::", "-");
     let dir = std::env::temp_dir().join("ringfs-tests").join(format!(
@@ -121,7 +122,46 @@ pub fn test_dir(kind: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    dir
+    TestDir(dir)
+}
+
+/// See [`test_dir`].
+#[derive(Debug)]
+pub struct TestDir(PathBuf);
+
+impl TestDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TestDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("RINGFS_KEEP_TEST_DIRS").is_some() {
+            eprintln!("test directory kept for inspection: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 impl Cluster {
@@ -381,16 +421,11 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// Stops the cluster; its directory goes with the [`TestDir`] (kept if the test failed).
     fn drop(&mut self) {
         let status = self.shutdown();
-        let keep = std::thread::panicking() || std::env::var_os("RINGFS_KEEP_TEST_DIRS").is_some();
-        if keep {
-            eprintln!(
-                "ringfs cluster directory kept for inspection: {} (exit {status:?})",
-                self.dir.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if !status.is_some_and(|s| s.success()) {
+            eprintln!("ringfs cluster in {} stopped with {status:?}", self.dir.display());
         }
     }
 }
@@ -701,11 +736,13 @@ impl RealClients {
     }
 
     /// Compiles Java sources (from `tests/interop/java`) into a new directory; returns it.
-    pub fn compile_java(&self, sources: &[&str]) -> PathBuf {
+    pub fn compile_java(&self, sources: &[&str]) -> TestDir {
         let classes = test_dir("java-classes");
         let source_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/java");
         let mut javac = self.javac();
-        javac.args(["-nowarn", "-encoding", "UTF-8", "-cp", &self.hadoop_classpath(), "-d"]).arg(&classes);
+        javac
+            .args(["-nowarn", "-encoding", "UTF-8", "-cp", &self.hadoop_classpath(), "-d"])
+            .arg(classes.path());
         javac.args(sources.iter().map(|s| source_dir.join(s)));
         run(&mut javac, None, Duration::from_secs(240)).assert_success("javac");
         classes
