@@ -23,13 +23,19 @@ pub fn permission_string(permission: u16) -> String {
 /// Hadoop's TraditionalBinaryPrefix.long2String(n, "", 1): `4.9 K`, `4 K` for exact
 /// multiples, plain digits below 1024; rounding half up as Java's `%.1f`.
 pub fn human_size(n: i64) -> String {
+    long_to_string(n, "", 1)
+}
+
+/// TraditionalBinaryPrefix.long2String(n, unit, decimals): `755.93 GB` for
+/// `byteDesc`, `0 B` below a kilobyte.
+pub fn long_to_string(n: i64, unit: &str, decimals: u32) -> String {
     const SYMBOLS: [char; 6] = ['K', 'M', 'G', 'T', 'P', 'E'];
     if n == i64::MIN {
-        return "-8 E".to_string();
+        return format!("-8 E{unit}");
     }
     let (sign, value) = if n < 0 { ("-", n.unsigned_abs()) } else { ("", n as u64) };
     if value < 1024 {
-        return format!("{sign}{value}");
+        return if unit.is_empty() { format!("{sign}{value}") } else { format!("{sign}{value} {unit}") };
     }
     let mut index = 0;
     while index + 1 < SYMBOLS.len() && value >= 1u64 << (10 * (index + 2)) {
@@ -37,20 +43,95 @@ pub fn human_size(n: i64) -> String {
     }
     let shift = 10 * (index as u32 + 1);
     if value & ((1u64 << shift) - 1) == 0 {
-        return format!("{sign}{} {}", value >> shift, SYMBOLS[index]);
+        return format!("{sign}{} {}{unit}", value >> shift, SYMBOLS[index]);
     }
-    let mut text = one_decimal(value, shift);
+    let mut text = fixed_point(value, shift, decimals);
     if text.starts_with("1024") && index + 1 < SYMBOLS.len() {
         index += 1;
-        text = one_decimal(value, shift + 10);
+        text = fixed_point(value, shift + 10, decimals);
     }
-    format!("{sign}{text} {}", SYMBOLS[index])
+    format!("{sign}{text} {}{unit}", SYMBOLS[index])
 }
 
-/// `value / 2^shift` with one decimal, rounded half up.
-fn one_decimal(value: u64, shift: u32) -> String {
-    let tenths = (u128::from(value) * 20 + (1u128 << shift)) >> (shift + 1);
-    format!("{}.{}", tenths / 10, tenths % 10)
+/// `value / 2^shift` with `decimals` decimals, rounded half up (exact: the quotient is
+/// a binary fraction, as the double Java formats is).
+fn fixed_point(value: u64, shift: u32, decimals: u32) -> String {
+    let scale = 10u128.pow(decimals);
+    let scaled = (u128::from(value) * scale * 2 + (1u128 << shift)) >> (shift + 1);
+    if decimals == 0 {
+        return scaled.to_string();
+    }
+    format!("{}.{:0width$}", scaled / scale, scaled % scale, width = decimals as usize)
+}
+
+/// Java's `String.format("%.Nf", x)`: the shortest decimal form of the double, rounded
+/// half up at N decimals.
+pub fn java_fixed(x: f64, decimals: usize) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() {
+            "NaN".to_string()
+        } else if x > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    let negative = x < 0.0;
+    let digits = format!("{:e}", x.abs());
+    let (mantissa, exponent) = digits.split_once('e').expect("{:e} has an exponent");
+    let exponent: i32 = exponent.parse().expect("numeric exponent");
+    let mantissa: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // value = 0.mantissa * 10^(exponent + 1)
+    let point = exponent + 1;
+    let mut integer_digits: Vec<u8> = Vec::new();
+    let mut fraction_digits: Vec<u8> = Vec::new();
+    for (i, d) in mantissa.bytes().enumerate() {
+        if (i as i32) < point {
+            integer_digits.push(d - b'0');
+        } else {
+            fraction_digits.push(d - b'0');
+        }
+    }
+    if point > mantissa.len() as i32 {
+        integer_digits.extend(std::iter::repeat_n(0, (point - mantissa.len() as i32) as usize));
+    }
+    if point < 0 {
+        let mut padded = vec![0u8; (-point) as usize];
+        padded.extend(fraction_digits);
+        fraction_digits = padded;
+    }
+    let round_up = fraction_digits.get(decimals).is_some_and(|d| *d >= 5);
+    fraction_digits.resize(decimals, 0);
+    let mut all: Vec<u8> = integer_digits.iter().chain(fraction_digits.iter()).copied().collect();
+    if all.is_empty() {
+        all.push(0);
+    }
+    if round_up {
+        let mut i = all.len();
+        loop {
+            if i == 0 {
+                all.insert(0, 1);
+                break;
+            }
+            i -= 1;
+            if all[i] == 9 {
+                all[i] = 0;
+            } else {
+                all[i] += 1;
+                break;
+            }
+        }
+    }
+    let split = all.len() - decimals;
+    let integer: String = all[..split].iter().map(|d| char::from(b'0' + d)).collect();
+    let integer = if integer.is_empty() { "0".to_string() } else { integer };
+    let fraction: String = all[split..].iter().map(|d| char::from(b'0' + d)).collect();
+    let sign = if negative && all.iter().any(|d| *d != 0) { "-" } else { "" };
+    if decimals == 0 {
+        format!("{sign}{integer}")
+    } else {
+        format!("{sign}{integer}.{fraction}")
+    }
 }
 
 /// A size as `-h` asks for it.
@@ -64,13 +145,7 @@ pub fn size(n: i64, human: bool) -> String {
 
 /// StringUtils.formatPercent(fraction, 0): `8%`, `NaN%` for 0/0.
 pub fn percent(fraction: f64) -> String {
-    if fraction.is_nan() {
-        return "NaN%".to_string();
-    }
-    if fraction.is_infinite() {
-        return if fraction > 0.0 { "Infinity%".to_string() } else { "-Infinity%".to_string() };
-    }
-    format!("{}%", (fraction * 100.0 + 0.5).floor() as i64)
+    format!("{}%", java_fixed(fraction * 100.0, 0))
 }
 
 /// Column widths of `-ls`. They start at Hadoop's minimums and only grow while one
@@ -334,6 +409,27 @@ mod tests {
         assert_eq!(human_size(1_048_575), "1.0 M");
         assert_eq!(human_size(134_217_728), "128 M");
         assert_eq!(human_size(-2048), "-2 K");
+    }
+
+    #[test]
+    fn byte_descriptions() {
+        assert_eq!(long_to_string(0, "B", 2), "0 B");
+        assert_eq!(long_to_string(4096, "B", 2), "4 KB");
+        assert_eq!(long_to_string(811_659_522_048, "B", 2), "755.92 GB");
+        assert_eq!(long_to_string(24_187_863, "B", 2), "23.07 MB");
+    }
+
+    #[test]
+    fn java_fixed_rounds_half_up_on_shortest_digits() {
+        assert_eq!(java_fixed(0.125, 2), "0.13");
+        assert_eq!(java_fixed(2.5, 0), "3");
+        assert_eq!(java_fixed(0.0, 2), "0.00");
+        assert_eq!(java_fixed(99.996, 2), "100.00");
+        assert_eq!(java_fixed(0.0001, 2), "0.00");
+        assert_eq!(java_fixed(123.456, 1), "123.5");
+        assert_eq!(java_fixed(f64::from(0.1f32), 2), "0.10");
+        assert_eq!(java_fixed(1e21, 0), "1000000000000000000000");
+        assert_eq!(java_fixed(f64::NAN, 2), "NaN");
     }
 
     #[test]

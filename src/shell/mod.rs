@@ -8,7 +8,7 @@
 //! and the command exits 1 at the end; other items still run.
 
 mod commands;
-mod format;
+pub(crate) mod format;
 mod glob;
 mod options;
 mod paths;
