@@ -105,7 +105,11 @@ impl Cluster {
         let deadline = Instant::now() + CLUSTER_START_TIMEOUT;
         loop {
             let line = cluster.next_line(deadline).with_context(|| {
-                format!("waiting for `ringfs cluster` to be ready; see {}", spec.log_path.display())
+                format!(
+                    "waiting for `ringfs cluster` to be ready ({}); see {}",
+                    last_error_lines(&spec.log_path),
+                    spec.log_path.display()
+                )
             })?;
             if let Some(fields) = fields_after(&line, "CLUSTER READY") {
                 cluster.uri = fields.get("uri").cloned().context("CLUSTER READY without uri=")?;
@@ -222,6 +226,17 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The supervisor's and its children's own error lines at the end of its log, which say
+/// why a start failed.
+fn last_error_lines(log_path: &Path) -> String {
+    let text = std::fs::read_to_string(log_path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ringfs ") && !l.contains("formatting a new namenode"))
+        .collect();
+    lines[lines.len().saturating_sub(2)..].join(" | ")
 }
 
 /// Parses `PREFIX k=v k=v` lines.

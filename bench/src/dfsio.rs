@@ -64,16 +64,25 @@ fn payload(len: usize) -> Arc<Vec<u8>> {
     Arc::new((0..len).map(|_| rng.random()).collect())
 }
 
+/// What each written file is.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteSpec {
+    pub file_bytes: u64,
+    pub replication: u16,
+    pub block_size: u64,
+    /// Bytes per write_all call.
+    pub io_size: usize,
+}
+
 /// Writes one file per path, all streams at once.
 pub async fn write_files(
     client: &DfsClient,
     paths: &[String],
-    file_bytes: u64,
-    replication: u16,
-    block_size: u64,
-    io_size: usize,
+    spec: WriteSpec,
     bar: &ProgressBar,
+    limit: Duration,
 ) -> Measured {
+    let WriteSpec { file_bytes, replication, block_size, io_size } = spec;
     let data = payload(io_size);
     let barrier = Arc::new(Barrier::new(paths.len() + 1));
     let mut tasks = Vec::new();
@@ -105,11 +114,17 @@ pub async fn write_files(
             outcome
         }));
     }
-    collect(tasks, barrier).await
+    collect(tasks, barrier, limit).await
 }
 
 /// Reads each path to its end, all streams at once, checking the length.
-pub async fn read_files(client: &DfsClient, paths: &[String], io_size: usize, bar: &ProgressBar) -> Measured {
+pub async fn read_files(
+    client: &DfsClient,
+    paths: &[String],
+    io_size: usize,
+    bar: &ProgressBar,
+    limit: Duration,
+) -> Measured {
     let barrier = Arc::new(Barrier::new(paths.len() + 1));
     let mut tasks = Vec::new();
     for path in paths {
@@ -141,7 +156,7 @@ pub async fn read_files(client: &DfsClient, paths: &[String], io_size: usize, ba
             outcome
         }));
     }
-    collect(tasks, barrier).await
+    collect(tasks, barrier, limit).await
 }
 
 /// `streams` readers, each doing its share of `ops` reads of `size` bytes at random
@@ -153,6 +168,7 @@ pub async fn positional_reads(
     ops: u64,
     size: usize,
     bar: &ProgressBar,
+    limit: Duration,
 ) -> Measured {
     let barrier = Arc::new(Barrier::new(streams + 1));
     let mut tasks = Vec::new();
@@ -197,23 +213,41 @@ pub async fn positional_reads(
             outcome
         }));
     }
-    collect(tasks, barrier).await
+    collect(tasks, barrier, limit).await
 }
 
-/// Waits for every stream to be ready, starts the clock, and sums what they did.
-async fn collect(tasks: Vec<tokio::task::JoinHandle<StreamOutcome>>, barrier: Arc<Barrier>) -> Measured {
-    barrier.wait().await;
-    let start = Instant::now();
+/// Waits for every stream to be ready, starts the clock, and sums what they did. Streams
+/// still running `limit` after the phase began are aborted and counted as errors, so a
+/// stuck server costs a bounded time.
+async fn collect(
+    tasks: Vec<tokio::task::JoinHandle<StreamOutcome>>,
+    barrier: Arc<Barrier>,
+    limit: Duration,
+) -> Measured {
+    let deadline = tokio::time::Instant::now() + limit;
     let mut measured = Measured::default();
-    for task in tasks {
-        match task.await {
-            Ok(outcome) => measured.absorb(outcome),
-            Err(e) => measured.absorb(StreamOutcome {
+    if tokio::time::timeout_at(deadline, barrier.wait()).await.is_err() {
+        measured.error_samples.push(format!("streams were not all ready within {limit:?}"));
+    }
+    let start = Instant::now();
+    for mut task in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(outcome)) => measured.absorb(outcome),
+            Ok(Err(e)) => measured.absorb(StreamOutcome {
                 bytes: 0,
                 latency: Latency::new(),
                 error: Some(format!("stream task failed: {e}")),
                 extra_errors: 0,
             }),
+            Err(_) => {
+                task.abort();
+                measured.absorb(StreamOutcome {
+                    bytes: 0,
+                    latency: Latency::new(),
+                    error: Some(format!("stream still running after {limit:?}; aborted")),
+                    extra_errors: 0,
+                });
+            }
         }
     }
     measured.elapsed = start.elapsed();

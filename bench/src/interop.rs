@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -20,12 +20,13 @@ pub fn client_env() -> Option<PathBuf> {
     env.is_file().then_some(env)
 }
 
-/// Runs a shell command with the clients' environment; returns its wall time.
-fn timed(env: &Path, script: &str) -> Result<f64> {
+/// Runs a shell command with the clients' environment, killed after `limit`; returns its
+/// wall time.
+fn timed(env: &Path, script: &str, limit: Duration) -> Result<f64> {
     let start = Instant::now();
     let output = Command::new("bash")
         .arg("-c")
-        .arg(format!(". '{}' && {script}", env.display()))
+        .arg(format!(". '{}' && timeout {} {script}", env.display(), limit.as_secs().max(1)))
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("run {script}"))?;
@@ -55,7 +56,7 @@ fn result(client: &str, op: &str, bytes: u64, seconds: f64, local_seconds: Optio
 }
 
 /// Java put/get into ringfs and to file://, then hdfs-native reads of the put file.
-pub fn run(env: &Path, uri: &str, scratch: &Path, bytes: u64) -> Result<Vec<InteropResult>> {
+pub fn run(env: &Path, uri: &str, scratch: &Path, bytes: u64, limit: Duration) -> Result<Vec<InteropResult>> {
     std::fs::create_dir_all(scratch)?;
     let source = scratch.join("interop-source.bin");
     {
@@ -78,15 +79,16 @@ pub fn run(env: &Path, uri: &str, scratch: &Path, bytes: u64) -> Result<Vec<Inte
     let src = source.display();
     let mut results = Vec::new();
 
-    timed(env, &format!("{hadoop} -mkdir -p {uri}/bench/interop"))?;
-    let put = timed(env, &format!("{hadoop} -put -f '{src}' {remote}"))?;
-    let put_local = timed(env, &format!("{hadoop} -put -f '{src}' 'file://{}'", local_copy.display()))?;
+    timed(env, &format!("{hadoop} -mkdir -p {uri}/bench/interop"), limit)?;
+    let put = timed(env, &format!("{hadoop} -put -f '{src}' {remote}"), limit)?;
+    let put_local =
+        timed(env, &format!("{hadoop} -put -f '{src}' 'file://{}'", local_copy.display()), limit)?;
     results.push(result("java hadoop fs", "-put", bytes, put, Some(put_local)));
 
     let _ = std::fs::remove_file(&got);
     let _ = std::fs::remove_file(&got_local);
-    let get = timed(env, &format!("{hadoop} -get {remote} '{}'", got.display()))?;
-    let get_local = timed(env, &format!("{hadoop} -get 'file://{src}' '{}'", got_local.display()))?;
+    let get = timed(env, &format!("{hadoop} -get {remote} '{}'", got.display()), limit)?;
+    let get_local = timed(env, &format!("{hadoop} -get 'file://{src}' '{}'", got_local.display()), limit)?;
     if std::fs::metadata(&got)?.len() != bytes {
         bail!("hadoop fs -get returned {} bytes, expected {bytes}", std::fs::metadata(&got)?.len());
     }
@@ -103,7 +105,11 @@ pub fn run(env: &Path, uri: &str, scratch: &Path, bytes: u64) -> Result<Vec<Inte
     );
     let output = Command::new("bash")
         .arg("-c")
-        .arg(format!(". '{}' && python -c \"$RINGFS_BENCH_PY\"", env.display()))
+        .arg(format!(
+            ". '{}' && timeout {} python -c \"$RINGFS_BENCH_PY\"",
+            env.display(),
+            limit.as_secs().max(1)
+        ))
         .env("RINGFS_BENCH_PY", script)
         .stdin(Stdio::null())
         .output()

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rand::Rng;
@@ -89,6 +89,7 @@ async fn run_phase<F, Fut>(
     total: u64,
     namenode_pid: Option<u32>,
     progress: &Progress,
+    limit: Duration,
     op: F,
 ) -> MetadataOp
 where
@@ -122,14 +123,25 @@ where
             (latency, errors, first_error)
         }));
     }
+    let deadline = tokio::time::Instant::now() + limit;
     let mut latency = Latency::new();
     let mut errors = 0;
-    for task in tasks {
-        if let Ok((l, e, first)) = task.await {
-            latency.merge(&l);
-            errors += e;
-            if let Some(first) = first {
-                progress.println(&format!("metadata {name}: error: {first}"));
+    for mut task in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok((l, e, first))) => {
+                latency.merge(&l);
+                errors += e;
+                if let Some(first) = first {
+                    progress.println(&format!("metadata {name}: error: {first}"));
+                }
+            }
+            Ok(Err(_)) => errors += 1,
+            Err(_) => {
+                task.abort();
+                errors += 1;
+                progress.println(&format!(
+                    "metadata {name}: a client was still running after {limit:?}; aborted"
+                ));
             }
         }
     }
@@ -166,13 +178,14 @@ pub async fn run(
     counts: MetadataCounts,
     namenode_pid: Option<u32>,
     progress: &Progress,
+    limit: Duration,
 ) -> Result<Vec<MetadataOp>> {
     let layout = Layout { root: root.to_string(), clients: clients.len() };
     let mut results = Vec::new();
 
     let l = layout.clone();
     results.push(
-        run_phase("mkdirs", clients, counts.mkdirs, namenode_pid, progress, move |rpc, c, i| {
+        run_phase("mkdirs", clients, counts.mkdirs, namenode_pid, progress, limit, move |rpc, c, i| {
             let path = l.mkdir(c, i);
             async move {
                 let request = MkdirsRequestProto {
@@ -191,27 +204,36 @@ pub async fn run(
     // Each client creates its files in directories of FILES_PER_DIR.
     let l = layout.clone();
     results.push(
-        run_phase("create+complete", clients, counts.create, namenode_pid, progress, move |rpc, c, i| {
-            let path = l.file(c, i);
-            let client_name = l.client_name(c);
-            async move {
-                let request = CreateRequestProto {
-                    src: path.clone(),
-                    masked: permission(0o644),
-                    client_name: client_name.clone(),
-                    create_flag: CREATE_FLAGS,
-                    create_parent: true,
-                    replication: 1,
-                    block_size: BLOCK_SIZE,
-                    ..Default::default()
-                };
-                let created: CreateResponseProto = rpc.call("create", &request).await?;
-                let file_id = created.fs.and_then(|s| s.file_id);
-                let complete = CompleteRequestProto { src: path.clone(), client_name, last: None, file_id };
-                let response: CompleteResponseProto = rpc.call("complete", &complete).await?;
-                check(response.result, "complete", &path)
-            }
-        })
+        run_phase(
+            "create+complete",
+            clients,
+            counts.create,
+            namenode_pid,
+            progress,
+            limit,
+            move |rpc, c, i| {
+                let path = l.file(c, i);
+                let client_name = l.client_name(c);
+                async move {
+                    let request = CreateRequestProto {
+                        src: path.clone(),
+                        masked: permission(0o644),
+                        client_name: client_name.clone(),
+                        create_flag: CREATE_FLAGS,
+                        create_parent: true,
+                        replication: 1,
+                        block_size: BLOCK_SIZE,
+                        ..Default::default()
+                    };
+                    let created: CreateResponseProto = rpc.call("create", &request).await?;
+                    let file_id = created.fs.and_then(|s| s.file_id);
+                    let complete =
+                        CompleteRequestProto { src: path.clone(), client_name, last: None, file_id };
+                    let response: CompleteResponseProto = rpc.call("complete", &complete).await?;
+                    check(response.result, "complete", &path)
+                }
+            },
+        )
         .await,
     );
     let created = counts.create;
@@ -220,15 +242,23 @@ pub async fn run(
 
     let l = layout.clone();
     results.push(
-        run_phase("getFileInfo", clients, counts.get_file_info, namenode_pid, progress, move |rpc, c, _| {
-            let files = per_client_files(c).max(1);
-            let path = l.file(c, rand::rng().random_range(0..files));
-            async move {
-                let response: GetFileInfoResponseProto =
-                    rpc.call("getFileInfo", &GetFileInfoRequestProto { src: path.clone() }).await?;
-                check(response.fs.is_some(), "getFileInfo", &path)
-            }
-        })
+        run_phase(
+            "getFileInfo",
+            clients,
+            counts.get_file_info,
+            namenode_pid,
+            progress,
+            limit,
+            move |rpc, c, _| {
+                let files = per_client_files(c).max(1);
+                let path = l.file(c, rand::rng().random_range(0..files));
+                async move {
+                    let response: GetFileInfoResponseProto =
+                        rpc.call("getFileInfo", &GetFileInfoRequestProto { src: path.clone() }).await?;
+                    check(response.fs.is_some(), "getFileInfo", &path)
+                }
+            },
+        )
         .await,
     );
 
@@ -240,6 +270,7 @@ pub async fn run(
             counts.get_block_locations,
             namenode_pid,
             progress,
+            limit,
             move |rpc, c, _| {
                 let files = per_client_files(c).max(1);
                 let path = l.file(c, rand::rng().random_range(0..files));
@@ -256,27 +287,35 @@ pub async fn run(
 
     let l = layout.clone();
     results.push(
-        run_phase("getListing", clients, counts.get_listing, namenode_pid, progress, move |rpc, c, _| {
-            let dirs = per_client_files(c).div_ceil(FILES_PER_DIR).max(1);
-            let path = l.file_dir(c, rand::rng().random_range(0..dirs));
-            async move {
-                let request = GetListingRequestProto {
-                    src: path.clone(),
-                    start_after: Default::default(),
-                    need_location: false,
-                };
-                let response: GetListingResponseProto = rpc.call("getListing", &request).await?;
-                let entries = response.dir_list.map(|d| d.partial_listing.len()).unwrap_or(0);
-                check(entries > 0, "getListing", &path)
-            }
-        })
+        run_phase(
+            "getListing",
+            clients,
+            counts.get_listing,
+            namenode_pid,
+            progress,
+            limit,
+            move |rpc, c, _| {
+                let dirs = per_client_files(c).div_ceil(FILES_PER_DIR).max(1);
+                let path = l.file_dir(c, rand::rng().random_range(0..dirs));
+                async move {
+                    let request = GetListingRequestProto {
+                        src: path.clone(),
+                        start_after: Default::default(),
+                        need_location: false,
+                    };
+                    let response: GetListingResponseProto = rpc.call("getListing", &request).await?;
+                    let entries = response.dir_list.map(|d| d.partial_listing.len()).unwrap_or(0);
+                    check(entries > 0, "getListing", &path)
+                }
+            },
+        )
         .await,
     );
 
     let renames = counts.rename.min(created);
     let l = layout.clone();
     results.push(
-        run_phase("rename", clients, renames, namenode_pid, progress, move |rpc, c, i| {
+        run_phase("rename", clients, renames, namenode_pid, progress, limit, move |rpc, c, i| {
             let (src, dst) = (l.file(c, i), l.renamed(c, i));
             async move {
                 let response: RenameResponseProto =
@@ -290,7 +329,7 @@ pub async fn run(
     let deletes = counts.delete.min(created);
     let l = layout.clone();
     results.push(
-        run_phase("delete", clients, deletes, namenode_pid, progress, move |rpc, c, i| {
+        run_phase("delete", clients, deletes, namenode_pid, progress, limit, move |rpc, c, i| {
             let renamed_here = i < share(renames, l.clients, c);
             let path = if renamed_here { l.renamed(c, i) } else { l.file(c, i) };
             async move {
@@ -311,9 +350,10 @@ pub async fn create_empty_files(
     root: &str,
     count: u64,
     progress: &Progress,
+    limit: Duration,
 ) -> Result<MetadataOp> {
     let layout = Layout { root: root.to_string(), clients: clients.len() };
-    let op = run_phase("create empty files", clients, count, None, progress, move |rpc, c, i| {
+    let op = run_phase("create empty files", clients, count, None, progress, limit, move |rpc, c, i| {
         let path = layout.file(c, i);
         let client_name = layout.client_name(c);
         async move {

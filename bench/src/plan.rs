@@ -67,6 +67,9 @@ pub struct Plan {
 
     /// Size of the file the Java client puts and gets.
     pub interop_bytes: u64,
+    /// Longest any one phase may run before its unfinished work is aborted and counted
+    /// as errors: a stuck server costs a bounded time.
+    pub phase_limit: Duration,
 }
 
 /// Operations per metadata op kind.
@@ -117,6 +120,7 @@ impl Plan {
                 restart_replicas: 200,
                 restart_replica_bytes: 1024,
                 interop_bytes: 4 * MIB,
+                phase_limit: Duration::from_secs(60),
             },
             Mode::Quick => Plan {
                 mode,
@@ -151,6 +155,7 @@ impl Plan {
                 restart_replicas: 20_000,
                 restart_replica_bytes: 4096,
                 interop_bytes: 256 * MIB,
+                phase_limit: Duration::from_secs(60),
             },
             Mode::Full => Plan {
                 mode,
@@ -185,6 +190,7 @@ impl Plan {
                 restart_replicas: 100_000,
                 restart_replica_bytes: 4096,
                 interop_bytes: GIB,
+                phase_limit: Duration::from_secs(900),
             },
         }
     }

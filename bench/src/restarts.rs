@@ -22,8 +22,6 @@ use crate::stats::Latency;
 
 /// How often the pollers ask the namenode.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// How long a restart may take before the measurement gives up.
-const RESTART_TIMEOUT: Duration = Duration::from_secs(600);
 /// First block id of generated replicas: far above the namenode's sequential ids
 /// (which start at 2^30), so they never collide with real blocks.
 const GENERATED_BLOCK_ID_BASE: u64 = 1 << 40;
@@ -37,6 +35,7 @@ pub async fn create_single_block_files(
     count: u64,
     concurrency: usize,
     progress: &Progress,
+    limit: Duration,
 ) -> (u64, u64, Duration, Latency) {
     let bar = progress.count("memory: single-block files", count);
     let next = Arc::new(AtomicU64::new(0));
@@ -72,12 +71,20 @@ pub async fn create_single_block_files(
             (done, errors, latency)
         }));
     }
+    let deadline = tokio::time::Instant::now() + limit;
     let (mut done, mut errors, mut latency) = (0, 0, Latency::new());
-    for task in tasks {
-        if let Ok((d, e, l)) = task.await {
-            done += d;
-            errors += e;
-            latency.merge(&l);
+    for mut task in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok((d, e, l))) => {
+                done += d;
+                errors += e;
+                latency.merge(&l);
+            }
+            Ok(Err(_)) => errors += 1,
+            Err(_) => {
+                task.abort();
+                errors += 1;
+            }
         }
     }
     bar.finish_and_clear();
@@ -89,11 +96,11 @@ pub fn single_block_path(root: &str, index: u64) -> String {
 }
 
 /// Waits until the namenode answers getFileInfo for `path` with a status; returns when.
-async fn poll_file_info(addr: String, path: String, start: Instant) -> Result<Duration> {
+async fn poll_file_info(addr: String, path: String, start: Instant, limit: Duration) -> Result<Duration> {
     let user = crate::metadata::bench_user();
     loop {
-        if start.elapsed() > RESTART_TIMEOUT {
-            bail!("the namenode did not serve {path} within {RESTART_TIMEOUT:?}");
+        if start.elapsed() > limit {
+            bail!("the namenode did not serve {path} within {limit:?}");
         }
         if let Ok(rpc) = RpcClient::connect(&addr, &user, protocol::CLIENT).await {
             loop {
@@ -106,7 +113,7 @@ async fn poll_file_info(addr: String, path: String, start: Instant) -> Result<Du
                 {
                     Ok(response) if response.fs.is_some() => return Ok(start.elapsed()),
                     Ok(_) => bail!("{path} is missing after the namenode restart"),
-                    Err(_) if rpc.is_open() && start.elapsed() < RESTART_TIMEOUT => {
+                    Err(_) if rpc.is_open() && start.elapsed() < limit => {
                         tokio::time::sleep(POLL_INTERVAL).await
                     }
                     Err(_) => break,
@@ -122,10 +129,12 @@ pub fn namenode_restart(
     cluster: &mut Cluster,
     runtime: &tokio::runtime::Runtime,
     probe_path: &str,
+    limit: Duration,
 ) -> Result<(f64, f64)> {
     cluster.control("stop-namenode")?;
     let start = Instant::now();
-    let poller = runtime.spawn(poll_file_info(cluster.namenode_addr.clone(), probe_path.to_string(), start));
+    let poller =
+        runtime.spawn(poll_file_info(cluster.namenode_addr.clone(), probe_path.to_string(), start, limit));
     cluster.control("start-namenode")?;
     let ready_line = start.elapsed();
     let serving = runtime.block_on(poller).context("namenode poller")??;
@@ -220,6 +229,7 @@ pub fn datanode_restart(
     index: usize,
     replicas: u64,
     replica_bytes: usize,
+    limit: Duration,
 ) -> Result<(f64, f64, f64)> {
     let data_dir = cluster.data_dir(index).context("datanode restarts need a spawned cluster")?;
     let addr = cluster.namenode_addr.clone();
@@ -234,12 +244,18 @@ pub fn datanode_restart(
     let generated = generate_start.elapsed().as_secs_f64();
     let before =
         runtime.block_on(find_datanode(&rpc, &uuid))?.and_then(|d| d.last_block_report_time).unwrap_or(0);
+    // The report must also be newer than this start (same host, same wall clock).
+    let start_wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let before = before.max(start_wall_ms.saturating_sub(1));
     let start = Instant::now();
     let poll_rpc = Arc::clone(&rpc);
     let poller = runtime.spawn(async move {
         loop {
-            if start.elapsed() > RESTART_TIMEOUT {
-                bail!("no block report from datanode {uuid} within {RESTART_TIMEOUT:?}");
+            if start.elapsed() > limit {
+                bail!("no block report from datanode {uuid} within {limit:?}");
             }
             if let Ok(Some(node)) = find_datanode(&poll_rpc, &uuid).await {
                 if node.last_block_report_time.unwrap_or(0) > before {

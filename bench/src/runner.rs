@@ -28,6 +28,11 @@ const DATANODES: usize = 3;
 const HEARTBEAT_INTERVAL_S: &str = "1";
 /// How long the cluster gets to be whole again after a namenode restart.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Resolution of /proc CPU accounting (one clock tick): a phase that used less is
+/// counted as one tick, so bytes per CPU-second stays finite.
+const CPU_TICK_S: f64 = 0.01;
+/// Shortest time a restart is given, whatever the plan's phase limit.
+const RESTART_LIMIT_MIN: Duration = Duration::from_secs(120);
 /// Concurrent writers of the single-block files of the memory figure.
 const MEMORY_WRITERS: usize = 64;
 
@@ -78,9 +83,19 @@ impl Target {
     }
 }
 
+/// When the run began, for the elapsed time on log lines.
+static RUN_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// One line of what just finished, with the run's elapsed time.
+fn log(progress: &Progress, line: &str) {
+    let elapsed = RUN_START.get().map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+    progress.println(&format!("[{elapsed:7.1}s] {line}"));
+}
+
 /// Runs everything the options ask for and writes the outputs; returns the results.
 pub fn run(options: &Options) -> Result<Results> {
-    let started = Instant::now();
+    let started = *RUN_START.get_or_init(Instant::now);
+    remove_stale_run_dirs(&options.scratch);
     std::fs::create_dir_all(options.out.join("logs"))
         .with_context(|| format!("create the output directory {}", options.out.display()))?;
     raise_open_file_limit();
@@ -147,6 +162,20 @@ pub fn run(options: &Options) -> Result<Results> {
     results.meta.duration_seconds = started.elapsed().as_secs_f64();
     write_outputs(&results, &options.out)?;
     Ok(results)
+}
+
+/// Spawned-cluster directories left by runs that were killed (their pid is gone).
+fn remove_stale_run_dirs(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix("ringfs-bench-").and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn section_name(section: Section) -> &'static str {
@@ -249,7 +278,15 @@ fn run_cluster_sections(
         let outcome = runtime.block_on(async {
             let clients =
                 metadata::connect_clients(&primary.cluster.namenode_addr, plan.metadata_clients).await?;
-            metadata::run(&clients, &root, plan.metadata_ops, primary.cluster.namenode_pid, progress).await
+            metadata::run(
+                &clients,
+                &root,
+                plan.metadata_ops,
+                primary.cluster.namenode_pid,
+                progress,
+                plan.phase_limit,
+            )
+            .await
         });
         match outcome {
             Ok(ops) => results.metadata = ops,
@@ -275,8 +312,9 @@ fn run_cluster_sections(
             results.skip("restarts", "restarts need a cluster this run spawned (--spawn)");
         } else {
             let probe = probe_path.unwrap_or_else(|| "/".to_string());
+            let restart_limit = plan.phase_limit.max(RESTART_LIMIT_MIN);
             let bar = progress.spinner(&format!("restarts: namenode with {files_in_namespace} files"));
-            match restarts::namenode_restart(&mut primary.cluster, runtime, &probe) {
+            match restarts::namenode_restart(&mut primary.cluster, runtime, &probe, restart_limit) {
                 Ok((ready, serving)) => {
                     results.restarts.namenode = Some(NamenodeRestart {
                         files: files_in_namespace,
@@ -297,6 +335,7 @@ fn run_cluster_sections(
                 0,
                 plan.restart_replicas,
                 plan.restart_replica_bytes,
+                restart_limit,
             ) {
                 Ok((ready, reported, generated)) => {
                     results.restarts.datanode = Some(DatanodeRestart {
@@ -320,7 +359,13 @@ fn run_cluster_sections(
             None => results.skip("interop", "real clients not installed (scripts/install-clients.sh)"),
             Some(env) => {
                 let bar = progress.spinner("interop: hadoop fs -put/-get, hdfs-native read");
-                match interop::run(&env, &primary.cluster.uri, &options.scratch, plan.interop_bytes) {
+                match interop::run(
+                    &env,
+                    &primary.cluster.uri,
+                    &options.scratch,
+                    plan.interop_bytes,
+                    plan.phase_limit,
+                ) {
                     Ok(r) => results.interop = r,
                     Err(e) => results.skip("interop", format!("{e:#}")),
                 }
@@ -375,12 +420,14 @@ fn memory(
         plan.memory_files,
         MEMORY_WRITERS,
         progress,
+        plan.phase_limit,
     ));
     anyhow::ensure!(done > 0, "no single-block file could be created ({errors} errors)");
     let rss_single = process_rss_bytes(pid)?;
     let empty = runtime.block_on(async {
         let clients = metadata::connect_clients(&target.cluster.namenode_addr, plan.metadata_clients).await?;
-        metadata::create_empty_files(&clients, &empty_root, plan.memory_files, progress).await
+        metadata::create_empty_files(&clients, &empty_root, plan.memory_files, progress, plan.phase_limit)
+            .await
     })?;
     let rss_empty = process_rss_bytes(pid)?;
     let per = |after: u64, before: u64, files: u64| after.saturating_sub(before) as f64 / files.max(1) as f64;
@@ -484,6 +531,7 @@ fn set_cache(
     paths: &[String],
     hot: bool,
     io_size: usize,
+    limit: Duration,
 ) -> Result<Option<String>> {
     if target.cluster.base_dir.is_some() {
         let dirs = target.data_dirs();
@@ -498,7 +546,7 @@ fn set_cache(
     }
     if hot {
         let bar = indicatif::ProgressBar::hidden();
-        runtime.block_on(dfsio::read_files(&target.noverify, paths, io_size, &bar));
+        runtime.block_on(dfsio::read_files(&target.noverify, paths, io_size, &bar, limit));
         return Ok(None);
     }
     // An external cluster's block files are not ours to find: drop the whole page cache.
@@ -655,7 +703,9 @@ fn run_step(
     };
     let client = if verify { &target.verify } else { &target.noverify };
     if op != "write" {
-        if let Some(reason) = set_cache(runtime, target, files, cache == "hot", plan.io_size)? {
+        if let Some(reason) =
+            set_cache(runtime, target, files, cache == "hot", plan.io_size, plan.phase_limit)?
+        {
             return Ok(StepOutcome::Skipped(reason));
         }
     }
@@ -670,11 +720,14 @@ fn run_step(
             let m = runtime.block_on(dfsio::write_files(
                 client,
                 files,
-                file_bytes,
-                replication as u16,
-                plan.block_size,
-                plan.io_size,
+                dfsio::WriteSpec {
+                    file_bytes,
+                    replication: replication as u16,
+                    block_size: plan.block_size,
+                    io_size: plan.io_size,
+                },
                 &bar,
+                plan.phase_limit,
             ));
             bar.finish_and_clear();
             m
@@ -682,7 +735,7 @@ fn run_step(
         Step::ReadHotNoVerify | Step::ReadHotVerify | Step::ReadCold | Step::ReadHotMany => {
             let total = if step == Step::ReadHotMany { many_bytes } else { file_bytes };
             let bar = progress.bytes(&label, total);
-            let m = runtime.block_on(dfsio::read_files(client, files, plan.io_size, &bar));
+            let m = runtime.block_on(dfsio::read_files(client, files, plan.io_size, &bar, plan.phase_limit));
             bar.finish_and_clear();
             m
         }
@@ -695,6 +748,7 @@ fn run_step(
                 plan.pread_ops,
                 plan.pread_size,
                 &bar,
+                plan.phase_limit,
             ));
             bar.finish_and_clear();
             m
@@ -710,6 +764,7 @@ fn run_step(
                 reads,
                 plan.pread_size,
                 &bar,
+                plan.phase_limit,
             ));
             bar.finish_and_clear();
             m
@@ -724,6 +779,16 @@ fn run_step(
         progress.println(&format!("{label}: {sample}"));
     }
     if step == Step::Connections {
+        let summary = measured.latency.summary();
+        log(
+            progress,
+            &format!(
+                "{label}: {} reads in {seconds:.2} s, p99 {:.2} ms, {} errors",
+                measured.latency.count(),
+                summary.p99_ms,
+                measured.errors
+            ),
+        );
         return Ok(StepOutcome::Connections(Box::new(ConnectionsResult {
             engine: target.engine.clone(),
             connections: plan.connections,
@@ -735,12 +800,22 @@ fn run_step(
             seconds,
             reads_per_sec: measured.latency.count() as f64 / seconds.max(1e-9),
             bytes_per_sec: measured.bytes as f64 / seconds.max(1e-9),
-            latency: measured.latency.summary(),
+            latency: summary,
             datanode_cpu_seconds: dn_cpu,
         })));
     }
     let (ceiling_label, ceiling_rate) = ceiling(ceiling_name);
     let bytes_per_sec = measured.bytes as f64 / seconds.max(1e-9);
+    let summary = measured.latency.summary();
+    log(
+        progress,
+        &format!(
+            "{label}: {} in {seconds:.2} s, p99 {:.2} ms, datanode CPU {dn_cpu:.2} s, {} errors",
+            report::gb(bytes_per_sec),
+            summary.p99_ms,
+            measured.errors
+        ),
+    );
     Ok(StepOutcome::Scenario(Box::new(DataScenario {
         name: name.to_string(),
         description: description.to_string(),
@@ -757,10 +832,10 @@ fn run_step(
         seconds,
         bytes_per_sec,
         latency_op,
-        latency: measured.latency.summary(),
+        latency: summary,
         datanode_cpu_seconds: dn_cpu,
         client_cpu_seconds: client_cpu,
-        bytes_per_datanode_cpu_second: if dn_cpu > 0.0 { measured.bytes as f64 / dn_cpu } else { 0.0 },
+        bytes_per_datanode_cpu_second: measured.bytes as f64 / dn_cpu.max(CPU_TICK_S),
         errors: measured.errors,
         ceiling: ceiling_label,
         ceiling_bytes_per_sec: ceiling_rate,
