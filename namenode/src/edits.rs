@@ -124,6 +124,17 @@ pub enum EditOp {
         sources: Vec<InodeId>,
         mtime_ms: i64,
     },
+    /// A truncate inside a block: the file keeps `blocks` (the last at its old length)
+    /// and is opened for `client_name` while a block recovery cuts the last block to
+    /// `last_block_length`.
+    Truncate {
+        file: InodeId,
+        blocks: Vec<BlockRecord>,
+        last_block_length: u64,
+        client_name: String,
+        client_machine: String,
+        mtime_ms: i64,
+    },
 }
 
 mod opcode {
@@ -142,6 +153,7 @@ mod opcode {
     pub const REASSIGN_LEASE: u8 = 13;
     pub const SET_GEN_STAMP: u8 = 14;
     pub const CONCAT: u8 = 15;
+    pub const TRUNCATE: u8 = 16;
 }
 
 fn put_block(enc: &mut Encoder, block: &BlockRecord) {
@@ -323,6 +335,15 @@ impl EditOp {
                 }
                 enc.signed(*mtime_ms);
             }
+            EditOp::Truncate { file, blocks, last_block_length, client_name, client_machine, mtime_ms } => {
+                enc.u8(opcode::TRUNCATE);
+                enc.varint(file.0);
+                put_blocks(enc, blocks);
+                enc.varint(*last_block_length);
+                enc.str(client_name);
+                enc.str(client_machine);
+                enc.signed(*mtime_ms);
+            }
         }
     }
 
@@ -415,6 +436,14 @@ impl EditOp {
                 }
                 EditOp::Concat { target, sources, mtime_ms: dec.signed("mtime")? }
             }
+            opcode::TRUNCATE => EditOp::Truncate {
+                file: get_id(dec, "file id")?,
+                blocks: get_blocks(dec)?,
+                last_block_length: dec.varint("truncated length")?,
+                client_name: get_string(dec, "client name")?,
+                client_machine: get_string(dec, "client machine")?,
+                mtime_ms: dec.signed("mtime")?,
+            },
             tag => return Err(CodecError::BadTag { what: "edit opcode", tag: u64::from(tag) }),
         })
     }
@@ -684,6 +713,14 @@ mod tests {
                 mtime_ms: 13,
             },
             EditOp::Delete { id: InodeId(16386), mtime_ms: 14 },
+            EditOp::Truncate {
+                file: InodeId(16390),
+                blocks: vec![BlockRecord { id: BlockId(5), gen_stamp: 6, num_bytes: 7 }],
+                last_block_length: 3,
+                client_name: "t".into(),
+                client_machine: "m".into(),
+                mtime_ms: 15,
+            },
         ]
     }
 

@@ -8,8 +8,9 @@
 //!         varint id, varint parent, str name, u8 kind (0 dir, 1 file), varint perm,
 //!         varint owner, varint group, signed mtime, signed atime
 //!         file: varint replication, varint blocksize, varint block count,
-//!               (varint id, varint genstamp, varint length)*, u8 open,
-//!               open: str client name, str client machine
+//!               (varint id, varint genstamp, varint length)*,
+//!               u8 open (0 closed, 1 open, 2 open with a truncate in progress),
+//!               open: str client name, str client machine, (2:) varint truncated length
 //! ```
 //! Loading rebuilds the tree through the same insert path live operations use, so a
 //! structurally bad image (unknown parent, duplicate name, duplicate block) is refused.
@@ -97,9 +98,12 @@ pub fn encode_image(last_txid: u64, ns: &Namespace, blocks: &BlockMap) -> Vec<u8
             match ns.under_construction(id) {
                 None => enc.u8(0),
                 Some(uc) => {
-                    enc.u8(1);
+                    enc.u8(if uc.truncate_to.is_some() { 2 } else { 1 });
                     enc.str(&uc.client_name);
                     enc.str(&uc.client_machine);
+                    if let Some(length) = uc.truncate_to {
+                        enc.varint(length);
+                    }
                 }
             }
         }
@@ -222,10 +226,18 @@ fn decode_image_body_version(body: &[u8], version: u32) -> Result<ImageContents,
                     num_bytes: dec.varint("block length")?,
                 });
             }
-            if dec.bool("open flag")? {
+            let open = dec.u8("open flag")?;
+            if open > 2 {
+                return Err(ImageError::Malformed(CodecError::BadTag {
+                    what: "open flag",
+                    tag: u64::from(open),
+                }));
+            }
+            if open > 0 {
                 under_construction = Some(UnderConstruction {
                     client_name: dec.str("client name", STRING_SIZE_MAX)?.to_string(),
                     client_machine: dec.str("client machine", STRING_SIZE_MAX)?.to_string(),
+                    truncate_to: if open == 2 { Some(dec.varint("truncated length")?) } else { None },
                 });
             }
             let ids: Vec<BlockId> = records.iter().map(|r| r.id).collect();
@@ -322,7 +334,11 @@ mod tests {
             if open {
                 ns.set_under_construction(
                     id,
-                    Some(UnderConstruction { client_name: "c1".into(), client_machine: "10.0.0.1".into() }),
+                    Some(UnderConstruction {
+                        client_name: "c1".into(),
+                        client_machine: "10.0.0.1".into(),
+                        truncate_to: Some(5),
+                    }),
                 );
             }
         }

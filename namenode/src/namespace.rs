@@ -92,6 +92,9 @@ impl Inode {
 pub struct UnderConstruction {
     pub client_name: String,
     pub client_machine: String,
+    /// A truncate in progress: the last block is being cut to this many bytes by a
+    /// block recovery (the file is open until it commits).
+    pub truncate_to: Option<u64>,
 }
 
 /// Interned owner and group names.

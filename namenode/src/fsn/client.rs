@@ -1095,14 +1095,42 @@ impl Namesystem {
             position += record.num_bytes;
             kept.push(record);
         }
-        if position != new_length {
-            return Err(FsError::unsupported(format!(
-                "truncate of {src} to {new_length} bytes ends inside a block; ringfs truncates only at block boundaries (the block recovery a mid-block truncate needs is not implemented)"
-            )));
+        if position == new_length {
+            let applied =
+                self.log(EditOp::UpdateBlocks { file: id, blocks: kept, mtime_ms: Some(now_ms()) })?;
+            self.invalidate_removed(applied);
+            return Ok(true);
         }
-        let applied = self.log(EditOp::UpdateBlocks { file: id, blocks: kept, mtime_ms: Some(now_ms()) })?;
+        // Inside a block: the file stays open under the caller while a block recovery
+        // (with a truncate block) cuts the replicas of that block; false tells the
+        // client to wait for it (`-truncate -w` polls the length).
+        let last = *kept.last().expect("new_length < old_length, so a block is kept");
+        let last_block_length = last.num_bytes - (position - new_length);
+        let applied = self.log(EditOp::Truncate {
+            file: id,
+            blocks: kept,
+            last_block_length,
+            client_name: client_name.to_string(),
+            client_machine: machine,
+            mtime_ms: now_ms(),
+        })?;
         self.invalidate_removed(applied);
-        Ok(true)
+        let locations: Vec<(u32, u8)> = self
+            .blocks
+            .replicas(last.id)
+            .into_iter()
+            .filter(|r| r.state != ReplicaState::Corrupt && self.datanodes.is_live(r.node))
+            .map(|r| (r.node, r.storage))
+            .collect();
+        self.blocks.set_expected_locations(
+            last.id,
+            locations
+                .iter()
+                .map(|(n, s)| Replica { node: *n, storage: *s, state: ReplicaState::Finalized })
+                .collect(),
+        );
+        self.start_block_recovery(last.id, &locations, &resolved.path)?;
+        Ok(false)
     }
 
     pub fn concat(&mut self, caller: &Caller, target: &str, sources: &[String]) -> FsResult<()> {

@@ -484,6 +484,12 @@ impl Namesystem {
                 request.block.generation_stamp
             )));
         }
+        if let Some(expected) = self.ns.under_construction(file).and_then(|uc| uc.truncate_to) {
+            if !request.delete_block && request.new_length != expected {
+                warn!(block = %id, expected, reported = request.new_length,
+                    "the recovery of a truncated block settled on another length; the datanodes' length wins");
+            }
+        }
         let mut records: Vec<BlockRecord> =
             self.ns.inode(file).blocks().iter().filter_map(|b| self.blocks.record(*b)).collect();
         if request.delete_block {

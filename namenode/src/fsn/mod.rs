@@ -329,6 +329,7 @@ impl Namesystem {
                     Some(UnderConstruction {
                         client_name: client_name.clone(),
                         client_machine: client_machine.clone(),
+                        truncate_to: None,
                     }),
                 );
                 self.leases.add(client_name, *id, now);
@@ -448,6 +449,7 @@ impl Namesystem {
                     Some(UnderConstruction {
                         client_name: client_name.clone(),
                         client_machine: client_machine.clone(),
+                        truncate_to: None,
                     }),
                 );
                 self.leases.add(client_name, *file, now);
@@ -478,13 +480,29 @@ impl Namesystem {
                 self.leases.add(client_name, *file, now);
                 self.ns.set_under_construction(
                     *file,
-                    Some(UnderConstruction {
-                        client_name: client_name.clone(),
-                        client_machine: uc.client_machine,
-                    }),
+                    Some(UnderConstruction { client_name: client_name.clone(), ..uc }),
                 );
             }
             EditOp::SetGenStamp { gen_stamp } => self.blocks.note_gen_stamp(*gen_stamp),
+            EditOp::Truncate { file, blocks, last_block_length, client_name, client_machine, mtime_ms } => {
+                let last = blocks
+                    .last()
+                    .ok_or_else(|| FsError::io(format!("truncate of inode {file} keeps no block")))?;
+                applied.removed_blocks = self.set_file_blocks(*file, blocks, true)?;
+                if let Some(entry) = self.blocks.get_mut(last.id) {
+                    entry.state = BlockState::UnderConstruction;
+                }
+                self.ns.set_under_construction(
+                    *file,
+                    Some(UnderConstruction {
+                        client_name: client_name.clone(),
+                        client_machine: client_machine.clone(),
+                        truncate_to: Some(*last_block_length),
+                    }),
+                );
+                self.leases.add(client_name, *file, now);
+                self.file_mut(*file)?.mtime_ms = *mtime_ms;
+            }
             EditOp::Concat { target, sources, mtime_ms } => {
                 let mut ids = self.file_mut(*target)?.blocks().to_vec();
                 for source in sources {

@@ -325,7 +325,12 @@ impl Namesystem {
 
     /// Picks a primary among the replicas, bumps the stamp (the recovery id) and queues
     /// a BlockRecoveryCommand for the primary's next heartbeat.
-    fn start_block_recovery(&mut self, block: BlockId, locations: &[(u32, u8)], src: &str) -> FsResult<()> {
+    pub(super) fn start_block_recovery(
+        &mut self,
+        block: BlockId,
+        locations: &[(u32, u8)],
+        src: &str,
+    ) -> FsResult<()> {
         let Some(primary) =
             locations.iter().map(|(n, _)| *n).max_by_key(|n| self.datanodes.node(*n).last_heartbeat)
         else {
@@ -338,10 +343,15 @@ impl Namesystem {
             entry.state = BlockState::UnderRecovery;
         }
         let located = self.located_block(self.extended_block(block), 0, locations, false);
+        // A truncate in progress asks the datanodes to cut the block (in place: same id).
+        let file = self.blocks.get(block).map(|e| e.file);
+        let truncate_to = file.and_then(|f| self.ns.under_construction(f)).and_then(|uc| uc.truncate_to);
+        let truncate_block =
+            truncate_to.map(|length| BlockProto { block_id: block.0, gen_stamp, num_bytes: Some(length) });
         self.datanodes.node_mut(primary).commands.recoveries.push(RecoveringBlockProto {
             new_gen_stamp: gen_stamp,
             block: located,
-            truncate_block: None,
+            truncate_block,
         });
         self.recoveries
             .insert(block, Recovery { gen_stamp, started: Instant::now(), primary: Some(primary) });

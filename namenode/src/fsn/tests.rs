@@ -476,9 +476,39 @@ fn truncate_at_block_boundaries() {
 
     let err = fs.truncate(&hdfs(), "/t", 5 * MB, "c").unwrap_err();
     assert_eq!(err.kind, ErrorKind::HadoopIllegalArgument);
-    let err = fs.truncate(&hdfs(), "/t", 10, "c").unwrap_err();
-    assert_eq!(err.kind, ErrorKind::UnsupportedOperation);
     assert!(fs.truncate(&hdfs(), "/t", 4 * MB, "c").unwrap());
     assert_eq!(fs.get_file_info(&hdfs(), "/t").unwrap().unwrap().length, 4 * MB);
     assert_eq!(commands(&heartbeat(&mut fs, &dn), Action::Invalidate).len(), 1);
+
+    // Inside a block: recovery with a truncate block, the file open until it commits.
+    assert!(!fs.truncate(&hdfs(), "/t", 10, "truncator").unwrap());
+    assert!(!fs.is_file_closed(&hdfs(), "/t").unwrap());
+    assert_eq!(
+        fs.get_file_info(&hdfs(), "/t").unwrap().unwrap().length,
+        4 * MB,
+        "old length until recovery ends"
+    );
+    let recovery: Vec<_> = heartbeat(&mut fs, &dn)
+        .cmds
+        .into_iter()
+        .filter_map(|c| c.recovery_cmd)
+        .flat_map(|c| c.blocks)
+        .collect();
+    assert_eq!(recovery.len(), 1);
+    let truncate_block = recovery[0].truncate_block.expect("a truncate block");
+    assert_eq!(truncate_block.block_id, first.block_id, "in place: the same block");
+    assert_eq!(truncate_block.num_bytes, Some(10));
+    assert_eq!(truncate_block.gen_stamp, recovery[0].new_gen_stamp);
+    let commit = CommitBlockSynchronizationRequestProto {
+        block: recovery[0].block.b.clone(),
+        new_gen_stamp: recovery[0].new_gen_stamp,
+        new_length: 10,
+        close_file: true,
+        delete_block: false,
+        new_taragets: vec![dn.datanode_id.clone()],
+        new_target_storages: vec![storage("dn1")],
+    };
+    fs.commit_block_synchronization(&commit).unwrap();
+    assert!(fs.is_file_closed(&hdfs(), "/t").unwrap());
+    assert_eq!(fs.get_file_info(&hdfs(), "/t").unwrap().unwrap().length, 10);
 }
