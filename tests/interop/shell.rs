@@ -2,7 +2,9 @@
 //! each command's exit code, output and side effects, collecting every failure with the
 //! command, what was expected and what was seen.
 //!
-//! Included with `#[path]` by the interop test binaries that drive the Java FsShell.
+//! Included with `#[path]` by the interop test binaries that drive the Java FsShell; each
+//! uses a different part.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,7 +27,7 @@ impl Outcome {
         self.stdout_text().lines().map(str::to_string).collect()
     }
 
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         let stdout = match std::str::from_utf8(&self.stdout) {
             Ok(text) => format!("{:?}", clip(text, 1500)),
             Err(_) => {
@@ -38,7 +40,7 @@ impl Outcome {
 }
 
 /// Drops JVM/log4j lines that are not the shell's own output.
-fn filter_noise(stderr: &str) -> String {
+pub fn filter_noise(stderr: &str) -> String {
     stderr
         .lines()
         .filter(|line| !line.contains("WARN util.NativeCodeLoader") && !line.contains("NativeCodeLoader"))
@@ -205,7 +207,47 @@ impl Batch {
     }
 
     /// Runs every command; returns one message per failed expectation.
+    /// Runs every command; returns one message per failed expectation.
     pub fn run(self, clients: &RealClients, cluster: &Cluster, classes: &Path, work: &Path) -> Vec<String> {
+        let (outcomes, mut failures) = self.execute(clients, cluster, classes, work);
+        for (index, (step, outcome)) in self.steps.iter().zip(outcomes).enumerate() {
+            let command = self.command_line(index);
+            let Some(outcome) = outcome else {
+                failures.push(format!("{command}\n    did not run (the batch stopped before it)"));
+                continue;
+            };
+            for (expectation, check) in &step.checks {
+                if let Err(seen) = check(&outcome) {
+                    failures.push(format!(
+                        "{command}\n    expected: {expectation}\n    saw:      {seen}\n    (full result: {})",
+                        outcome.describe()
+                    ));
+                }
+            }
+        }
+        failures
+    }
+
+    /// `hadoop fs <args> [< stdin] [(as user)]` of step `index`, for messages.
+    pub fn command_line(&self, index: usize) -> String {
+        let step = &self.steps[index];
+        format!(
+            "hadoop fs {}{}{}",
+            step.args.join(" "),
+            step.stdin.as_ref().map(|p| format!(" < {}", p.display())).unwrap_or_default(),
+            step.user.as_ref().map(|u| format!(" (as user {u})")).unwrap_or_default(),
+        )
+    }
+
+    /// Runs every command in one JVM; returns each command's outcome (`None`: it did not
+    /// run) and a message if the batch runner itself failed.
+    pub fn execute(
+        &self,
+        clients: &RealClients,
+        cluster: &Cluster,
+        classes: &Path,
+        work: &Path,
+    ) -> (Vec<Option<Outcome>>, Vec<String>) {
         let script_path = work.join(format!("{}.script", self.name));
         let out_dir = work.join(format!("{}.out", self.name));
         let mut script = String::new();
@@ -234,33 +276,20 @@ impl Batch {
                 output.describe()
             ));
         }
-        for (index, step) in self.steps.iter().enumerate() {
-            let command = format!(
-                "hadoop fs {}{}{}",
-                step.args.join(" "),
-                step.stdin.as_ref().map(|p| format!(" < {}", p.display())).unwrap_or_default(),
-                step.user.as_ref().map(|u| format!(" (as user {u})")).unwrap_or_default(),
-            );
-            let read = |ext: &str| std::fs::read(out_dir.join(format!("{index}.{ext}")));
-            let (Ok(code), Ok(stdout), Ok(stderr)) = (read("rc"), read("out"), read("err")) else {
-                failures.push(format!("{command}\n    did not run (the batch stopped before it)"));
-                continue;
-            };
-            let outcome = Outcome {
-                code: String::from_utf8_lossy(&code).trim().parse().unwrap_or(-1),
-                stdout,
-                stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            };
-            for (expectation, check) in &step.checks {
-                if let Err(seen) = check(&outcome) {
-                    failures.push(format!(
-                        "{command}\n    expected: {expectation}\n    saw:      {seen}\n    (full result: {})",
-                        outcome.describe()
-                    ));
-                }
-            }
-        }
-        failures
+        let outcomes = (0..self.steps.len())
+            .map(|index| {
+                let read = |ext: &str| std::fs::read(out_dir.join(format!("{index}.{ext}")));
+                let (Ok(code), Ok(stdout), Ok(stderr)) = (read("rc"), read("out"), read("err")) else {
+                    return None;
+                };
+                Some(Outcome {
+                    code: String::from_utf8_lossy(&code).trim().parse().unwrap_or(-1),
+                    stdout,
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                })
+            })
+            .collect();
+        (outcomes, failures)
     }
 }
 
