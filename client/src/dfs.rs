@@ -45,6 +45,8 @@ pub struct ClientConfig {
     pub verify_checksum: bool,
     /// Base of relative paths; `None`: `/user/<user>`.
     pub working_dir: Option<String>,
+    /// How often leases of files open for write are renewed.
+    pub lease_renew_interval: std::time::Duration,
 }
 
 impl ClientConfig {
@@ -58,6 +60,7 @@ impl ClientConfig {
             checksum: None,
             verify_checksum: true,
             working_dir: None,
+            lease_renew_interval: crate::namenode::LEASE_RENEW_INTERVAL,
         }
     }
 
@@ -114,6 +117,7 @@ pub struct WriteOptions {
 impl DfsClient {
     pub async fn connect(config: ClientConfig) -> Result<DfsClient> {
         let namenode = NamenodeClient::connect(&config.namenode_addr, &config.user).await?;
+        namenode.set_lease_renew_interval(config.lease_renew_interval);
         let working_dir = config.working_dir.clone().unwrap_or_else(|| format!("/user/{}", config.user));
         Ok(DfsClient { inner: Arc::new(ClientInner { namenode, config, working_dir }) })
     }

@@ -2,6 +2,7 @@
 //! multiplexed [`RpcClient`] connection, plus the lease renewer that keeps files open
 //! for write alive.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -73,6 +74,7 @@ pub struct NamenodeClient {
     rpc: Mutex<Arc<RpcClient>>,
     server_defaults: OnceCell<FsServerDefaultsProto>,
     lease: Mutex<LeaseState>,
+    lease_renew_interval_ms: AtomicU64,
     myself: Weak<NamenodeClient>,
 }
 
@@ -100,6 +102,7 @@ impl NamenodeClient {
             rpc: Mutex::new(Arc::new(rpc)),
             server_defaults: OnceCell::new(),
             lease: Mutex::new(LeaseState { open_writers: 0, renewer: None }),
+            lease_renew_interval_ms: AtomicU64::new(LEASE_RENEW_INTERVAL.as_millis() as u64),
             myself: myself.clone(),
         }))
     }
@@ -543,6 +546,16 @@ impl NamenodeClient {
         Ok(())
     }
 
+    /// How often leases are renewed while files are open (default [`LEASE_RENEW_INTERVAL`]);
+    /// it must stay well under the namenode's lease limits.
+    pub fn set_lease_renew_interval(&self, interval: Duration) {
+        self.lease_renew_interval_ms.store(interval.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn lease_renew_interval(&self) -> Duration {
+        Duration::from_millis(self.lease_renew_interval_ms.load(Ordering::Relaxed))
+    }
+
     /// Registers an open-for-write file; the renewer task runs while any guard lives.
     pub fn lease_guard(&self) -> LeaseGuard {
         let namenode = self.myself.upgrade().expect("NamenodeClient lives in an Arc");
@@ -567,7 +580,8 @@ impl Drop for NamenodeClient {
 
 async fn renew_leases(namenode: Weak<NamenodeClient>) {
     loop {
-        tokio::time::sleep(LEASE_RENEW_INTERVAL).await;
+        let Some(interval) = namenode.upgrade().map(|n| n.lease_renew_interval()) else { return };
+        tokio::time::sleep(interval).await;
         let Some(namenode) = namenode.upgrade() else { return };
         {
             let mut lease = namenode.lease.lock().expect("lease lock");
