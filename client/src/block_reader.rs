@@ -219,3 +219,174 @@ impl BlockReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringfs_common::dtp::{self, PacketHeader};
+    use ringfs_common::proto::hdfs::{BlockOpResponseProto, ChecksumProto, ReadOpChecksumInfoProto};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// How the fake datanode misbehaves.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Fault {
+        None,
+        WrongSeqno,
+        CorruptData,
+        NoEndPacket,
+    }
+
+    /// Serves one READ_BLOCK of `block` in packets of four 512-byte chunks, then returns
+    /// the client's read status.
+    async fn fake_datanode(listener: TcpListener, block: Vec<u8>, fault: Fault) -> Option<i32> {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buffer = Vec::new();
+        let request = loop {
+            let mut chunk = [0u8; 1024];
+            let count = socket.read(&mut chunk).await.unwrap();
+            buffer.extend_from_slice(&chunk[..count]);
+            if let Some((request, _)) = OpRequest::decode(&buffer).unwrap() {
+                break request;
+            }
+        };
+        let OpRequest::ReadBlock(op) = request else { panic!("expected READ_BLOCK") };
+        let checksum = DataChecksum::CRC32C_512;
+        let response = BlockOpResponseProto {
+            status: Status::Success as i32,
+            read_op_checksum_info: Some(ReadOpChecksumInfoProto {
+                checksum: ChecksumProto { r#type: 2, bytes_per_checksum: 512 },
+                chunk_offset: op.offset - op.offset % 512,
+            }),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        dtp::encode_delimited(&response, &mut out);
+        let start = (op.offset - op.offset % 512) as usize;
+        let end = ((op.offset + op.len).div_ceil(512) * 512).min(block.len() as u64) as usize;
+        let mut seqno = 0;
+        let mut offset = start;
+        while offset < end {
+            let data_end = (offset + 4 * 512).min(end);
+            let mut data = block[offset..data_end].to_vec();
+            let checksums = checksum.compute_vec(&data);
+            if fault == Fault::CorruptData {
+                data[0] ^= 1;
+            }
+            let header = PacketHeader {
+                offset_in_block: offset as i64,
+                seqno: if fault == Fault::WrongSeqno && seqno == 1 { 5 } else { seqno },
+                last_packet_in_block: false,
+                data_len: data.len() as i32,
+                sync_block: false,
+            };
+            header.encode_prefix(checksums.len(), &mut out);
+            out.extend_from_slice(&checksums);
+            out.extend_from_slice(&data);
+            seqno += 1;
+            offset = data_end;
+        }
+        if fault != Fault::NoEndPacket {
+            let last = PacketHeader {
+                offset_in_block: end as i64,
+                seqno,
+                last_packet_in_block: true,
+                data_len: 0,
+                sync_block: false,
+            };
+            last.encode_prefix(0, &mut out);
+        } else {
+            // Another data packet where the empty one belongs.
+            let header = PacketHeader {
+                offset_in_block: end as i64,
+                seqno,
+                last_packet_in_block: false,
+                data_len: 512,
+                sync_block: false,
+            };
+            header.encode_prefix(4, &mut out);
+            out.extend_from_slice(&checksum.compute_vec(&[0u8; 512]));
+            out.extend_from_slice(&[0u8; 512]);
+        }
+        if socket.write_all(&out).await.is_err() {
+            return None;
+        }
+        let mut status = Vec::new();
+        let _ = socket.read_to_end(&mut status).await;
+        dtp::decode_delimited::<ClientReadStatusProto>(&status, "status")
+            .ok()
+            .flatten()
+            .map(|(s, _)| s.status)
+    }
+
+    async fn read_with(fault: Fault, offset: u64, len: u64) -> (Result<Vec<u8>>, Option<i32>, Vec<u8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let block: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let server = tokio::spawn(fake_datanode(listener, block.clone(), fault));
+        let extended = ExtendedBlockProto {
+            pool_id: "BP-1".into(),
+            block_id: 1,
+            generation_stamp: 1001,
+            num_bytes: Some(5000),
+        };
+        let token = TokenProto::default();
+        let result = async {
+            let request = ReadBlockRequest {
+                addr: &addr,
+                block: &extended,
+                token: &token,
+                client_name: "test",
+                offset,
+                len,
+                verify_checksum: true,
+            };
+            let mut reader = BlockReader::open(request).await?;
+            let mut out = vec![0u8; len as usize];
+            // Odd-sized reads cross packet boundaries.
+            let mut filled = 0;
+            while filled < out.len() {
+                let end = (filled + 333).min(out.len());
+                let count = reader.read(&mut out[filled..end]).await?;
+                assert!(count > 0);
+                filled += count;
+            }
+            reader.finish().await?;
+            Ok(out)
+        }
+        .await;
+        let status = server.await.unwrap();
+        (result, status, block)
+    }
+
+    #[tokio::test]
+    async fn reads_a_mid_block_range_and_reports_checksum_ok() {
+        let (result, status, block) = read_with(Fault::None, 700, 3001).await;
+        assert_eq!(result.unwrap(), block[700..3701]);
+        assert_eq!(status, Some(Status::ChecksumOk as i32));
+    }
+
+    #[tokio::test]
+    async fn out_of_order_packets_are_refused() {
+        let (result, _, _) = read_with(Fault::WrongSeqno, 0, 5000).await;
+        let error = result.unwrap_err();
+        assert!(
+            matches!(&error, DfsError::DatanodeSequence { reason, .. } if reason.contains("seqno")),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn corrupt_data_is_a_checksum_error() {
+        let (result, status, _) = read_with(Fault::CorruptData, 0, 5000).await;
+        assert!(matches!(result, Err(DfsError::Checksum { block_id: 1, .. })));
+        assert_eq!(status, None, "no success status after bad data");
+    }
+
+    #[tokio::test]
+    async fn a_missing_end_packet_is_refused() {
+        let (result, _, _) = read_with(Fault::NoEndPacket, 0, 5000).await;
+        let error = result.unwrap_err();
+        assert!(error.to_string().contains("end-of-read"), "{error}");
+    }
+}
