@@ -19,6 +19,7 @@ pub mod config;
 pub mod datanodes;
 pub mod edits;
 pub mod error;
+pub mod extra_proto;
 pub mod fsn;
 pub mod idmap;
 pub mod ids;

@@ -523,6 +523,31 @@ impl NameNodeService {
                 });
                 Self::reply(ctx, method, &req.src, result)
             }
+            "getXAttrs" => {
+                let req: crate::extra_proto::GetXAttrsRequestProto = decode_request(request)?;
+                let result = shared
+                    .read()
+                    .get_xattrs(caller, &req.src, !req.x_attrs.is_empty())
+                    .map(|()| crate::extra_proto::GetXAttrsResponseProto { x_attrs: Vec::new() });
+                Self::reply(ctx, method, &req.src, result)
+            }
+            "listXAttrs" => {
+                let req: crate::extra_proto::ListXAttrsRequestProto = decode_request(request)?;
+                let result = shared
+                    .read()
+                    .get_xattrs(caller, &req.src, false)
+                    .map(|()| crate::extra_proto::ListXAttrsResponseProto { x_attrs: Vec::new() });
+                Self::reply(ctx, method, &req.src, result)
+            }
+            "listEncryptionZones" => {
+                let _: crate::extra_proto::ListEncryptionZonesRequestProto = decode_request(request)?;
+                Self::reply(
+                    ctx,
+                    method,
+                    "",
+                    Ok(crate::extra_proto::ListEncryptionZonesResponseProto { has_more: false }),
+                )
+            }
             "msync" => {
                 let _: MsyncRequestProto = decode_request(request)?;
                 Self::reply(ctx, method, "", Ok(MsyncResponseProto {}))

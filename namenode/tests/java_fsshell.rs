@@ -139,36 +139,42 @@ async fn fsshell_metadata_commands_behave_as_on_hdfs() {
     let work = nn.dir.path().join("java");
     let url = nn.url();
     let commands: Vec<Vec<&str>> = vec![
-        vec!["-mkdir", "-p", "/user/root/a/b"],              // 0
-        vec!["-mkdir", "/user/root/a"],                      // 1: exists
-        vec!["-touchz", "/user/root/a/f1"],                  // 2
-        vec!["-touchz", "/user/root/a/f1"],                  // 3: empty file again is fine
-        vec!["-ls", "-R", "/user"],                          // 4
-        vec!["-mv", "/user/root/a/f1", "/user/root/a/b"],    // 5: into the directory
-        vec!["-test", "-e", "/user/root/a/b/f1"],            // 6
-        vec!["-test", "-e", "/user/root/a/f1"],              // 7
-        vec!["-chmod", "-R", "700", "/user/root/a"],         // 8
-        vec!["-stat", "%a %n", "/user/root/a/b/f1"],         // 9
-        vec!["-chown", "-R", "alice:staff", "/user/root/a"], // 10
-        vec!["-stat", "%u %g %F", "/user/root/a/b"],         // 11
-        vec!["-setrep", "2", "/user/root/a/b/f1"],           // 12
-        vec!["-stat", "%r %b %o", "/user/root/a/b/f1"],      // 13
-        vec!["-test", "-d", "/user/root/a"],                 // 14
-        vec!["-test", "-f", "/user/root/a"],                 // 15
-        vec!["-test", "-z", "/user/root/a/b/f1"],            // 16
-        vec!["-count", "/user"],                             // 17
-        vec!["-count", "-q", "/user"],                       // 18
-        vec!["-du", "-s", "/user"],                          // 19
-        vec!["-mkdir", "relative"],                          // 20: under /user/root
-        vec!["-ls", "/nonexistent"],                         // 21
-        vec!["-rm", "-r", "/user/root/a"],                   // 22
-        vec!["-test", "-e", "/user/root/a"],                 // 23
-        vec!["-ls", "/user/root"],                           // 24
-        vec!["-test", "-w", "/user/root"],                   // 25
+        vec!["-mkdir", "-p", "/user/root/a/b"],                        // 0
+        vec!["-mkdir", "/user/root/a"],                                // 1: exists
+        vec!["-touchz", "/user/root/a/f1"],                            // 2
+        vec!["-touchz", "/user/root/a/f1"],                            // 3: empty file again is fine
+        vec!["-ls", "-R", "/user"],                                    // 4
+        vec!["-mv", "/user/root/a/f1", "/user/root/a/b"],              // 5: into the directory
+        vec!["-test", "-e", "/user/root/a/b/f1"],                      // 6
+        vec!["-test", "-e", "/user/root/a/f1"],                        // 7
+        vec!["-chmod", "-R", "700", "/user/root/a"],                   // 8
+        vec!["-stat", "%a %n", "/user/root/a/b/f1"],                   // 9
+        vec!["-chown", "-R", "alice:staff", "/user/root/a"],           // 10
+        vec!["-stat", "%u %g %F", "/user/root/a/b"],                   // 11
+        vec!["-setrep", "2", "/user/root/a/b/f1"],                     // 12
+        vec!["-stat", "%r %b %o", "/user/root/a/b/f1"],                // 13
+        vec!["-test", "-d", "/user/root/a"],                           // 14
+        vec!["-test", "-f", "/user/root/a"],                           // 15
+        vec!["-test", "-z", "/user/root/a/b/f1"],                      // 16
+        vec!["-count", "/user"],                                       // 17
+        vec!["-count", "-q", "/user"],                                 // 18
+        vec!["-du", "-s", "/user"],                                    // 19
+        vec!["-mkdir", "relative"],                                    // 20: under /user/root
+        vec!["-ls", "/nonexistent"],                                   // 21
+        vec!["-rm", "-r", "/user/root/a"],                             // 22
+        vec!["-test", "-e", "/user/root/a"],                           // 23
+        vec!["-ls", "/user/root"],                                     // 24
+        vec!["-test", "-w", "/user/root"],                             // 25
+        vec!["-getfattr", "-d", "/user/root"],                         // 26
+        vec!["-getfacl", "/user/root"],                                // 27
+        vec!["-df", "/"],                                              // 28
+        vec!["-touch", "-m", "-t", "20200101:000000", "/user/root/t"], // 29
+        vec!["-stat", "%y", "/user/root/t"],                           // 30
     ];
     let out = fsshell(&env, &work, &url, "root", &commands).await;
     let ok = |i: usize| assert_eq!(out[i].rc, 0, "command {i} {:?} failed: {:?}", commands[i], out[i]);
-    for i in [0, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 22, 24, 25] {
+    for i in [0, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 22, 24, 25, 26, 27, 28, 29, 30]
+    {
         ok(i);
     }
     assert_eq!(out[1].rc, 1);
@@ -198,6 +204,12 @@ async fn fsshell_metadata_commands_behave_as_on_hdfs() {
     assert!(out[22].stdout.contains("Deleted /user/root/a"), "{:?}", out[22]);
     assert_eq!(out[23].rc, 1);
     assert!(out[24].stdout.contains("/user/root/relative"), "{:?}", out[24]);
+    assert!(
+        out[27].stdout.contains("# owner: root") && out[27].stdout.contains("other::r-x"),
+        "{:?}",
+        out[27]
+    );
+    assert_eq!(out[30].stdout.trim(), "2020-01-01 00:00:00");
 
     // Another user is held to the permissions.
     let denied = fsshell(

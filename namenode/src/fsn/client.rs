@@ -353,6 +353,18 @@ impl Namesystem {
         Ok(inode.blocksize())
     }
 
+    /// Extended attributes of a path: ringfs stores none (setXAttr is not supported), so
+    /// asking for all returns an empty list and asking for named ones fails as in Java.
+    pub fn get_xattrs(&self, caller: &Caller, src: &str, names_requested: bool) -> FsResult<()> {
+        let resolved = self.resolve(caller, src, DirOp::Read)?;
+        resolved.last().ok_or_else(|| FsError::no_such_file(src))?;
+        self.path_access(caller, &resolved, FsAction::Read)?;
+        if names_requested {
+            return Err(FsError::io("At least one of the attributes provided was not found."));
+        }
+        Ok(())
+    }
+
     /// Owner, group, sticky bit and permission; ringfs keeps no extended ACL entries.
     pub fn get_acl_status(&self, caller: &Caller, src: &str) -> FsResult<(String, String, u16)> {
         let resolved = self.resolve(caller, src, DirOp::Read)?;
