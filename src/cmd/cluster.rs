@@ -994,8 +994,13 @@ impl Supervisor {
              hadoop fs -fs {uri} -ls /\n  \
              pyspark: spark.read.text(\"{uri}/path/to/file\").count()\n  \
              (Hadoop, Spark and Python clients: scripts/install-clients.sh, then source ~/.cache/ringfs-deps/env.sh)\n\n\
-             Ctrl-C stops the cluster; the next `ringfs cluster --base-dir {base}` finds the data again.",
+             Ctrl-C stops the cluster; the next `{restart}` finds the data again.",
             if datanodes == 1 { "" } else { "s" },
+            restart = if default_base_dir().is_ok_and(|d| d == self.layout.base) {
+                "ringfs cluster".to_string()
+            } else {
+                format!("ringfs cluster --base-dir {base}")
+            },
             conf = conf_dir.display(),
             logs = logs.display(),
         );
