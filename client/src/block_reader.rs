@@ -9,12 +9,14 @@
 //! client -> DN   ClientReadStatusProto{CHECKSUM_OK when verified, else SUCCESS}
 //! ```
 
+use std::sync::Arc;
+
 use ringfs_common::checksum::{ChecksumKind, DataChecksum};
 use ringfs_common::dtp::{OpRequest, PacketLayout};
 use ringfs_common::proto::common::TokenProto;
 use ringfs_common::proto::hdfs::{ClientReadStatusProto, ExtendedBlockProto, OpReadBlockProto, Status};
 
-use crate::datanode::{self, client_header, DnReader, DnWriter};
+use crate::datanode::{self, client_header, DnReader, DnWriter, PeerCache};
 use crate::error::{DfsError, Result};
 
 /// One READ_BLOCK stream.
@@ -34,6 +36,7 @@ pub struct BlockReader {
     /// The packet being handed out and how many of its data bytes are used up.
     current: Option<(PacketLayout, usize)>,
     finished: bool,
+    peer_cache: Option<Arc<PeerCache>>,
 }
 
 /// Parameters of one READ_BLOCK.
@@ -47,22 +50,42 @@ pub struct ReadBlockRequest<'a> {
     /// Bytes wanted; the range must lie within the replica.
     pub len: u64,
     pub verify_checksum: bool,
+    /// Where to find an idle connection to `addr` and to leave this one when done.
+    pub peer_cache: Option<Arc<PeerCache>>,
 }
 
 impl BlockReader {
-    /// Connects, sends READ_BLOCK and checks the datanode's answer.
+    /// Connects (or reuses an idle connection), sends READ_BLOCK and checks the
+    /// datanode's answer.
     pub async fn open(request: ReadBlockRequest<'_>) -> Result<BlockReader> {
         assert!(request.len > 0, "empty reads never reach a datanode");
-        let (mut reader, mut writer) = datanode::connect(request.addr).await?;
-        let op = OpReadBlockProto {
+        let op = OpRequest::ReadBlock(OpReadBlockProto {
             header: client_header(request.block, request.token, request.client_name),
             offset: request.offset,
             len: request.len,
             send_checksums: Some(true),
             caching_strategy: None,
+        });
+        let cached = request.peer_cache.as_ref().and_then(|cache| cache.take(request.addr));
+        let attempt = match cached {
+            Some((mut reader, mut writer)) => {
+                match start_op(&mut reader, &mut writer, &op).await {
+                    Ok(response) => Some((reader, writer, response)),
+                    // The datanode may have closed the idle connection: use a fresh one.
+                    Err(DfsError::DatanodeIo { .. }) => None,
+                    Err(other) => return Err(other),
+                }
+            }
+            None => None,
         };
-        writer.send_op(&OpRequest::ReadBlock(op)).await?;
-        let response = reader.read_op_response("READ_BLOCK").await?;
+        let (reader, writer, response) = match attempt {
+            Some(started) => started,
+            None => {
+                let (mut reader, mut writer) = datanode::connect(request.addr).await?;
+                let response = start_op(&mut reader, &mut writer, &op).await?;
+                (reader, writer, response)
+            }
+        };
         let node = request.addr;
         let sequence_err = |reason: String| DfsError::DatanodeSequence { node: node.to_string(), reason };
         let info = response
@@ -95,6 +118,7 @@ impl BlockReader {
             next_packet_offset: chunk_offset,
             current: None,
             finished: false,
+            peer_cache: request.peer_cache,
         })
     }
 
@@ -214,10 +238,29 @@ impl BlockReader {
         self.reader.consume(&layout);
         let status = if self.verify_checksum { Status::ChecksumOk } else { Status::Success };
         self.writer.send_delimited(&ClientReadStatusProto { status: status as i32 }).await?;
-        self.writer.shutdown().await;
         self.finished = true;
         Ok(())
     }
+
+    /// Finishes the read and leaves the connection in the peer cache for the next op.
+    pub async fn finish_and_release(mut self) -> Result<()> {
+        self.finish().await?;
+        match self.peer_cache.take() {
+            Some(cache) => cache.put(self.reader, self.writer),
+            None => self.writer.shutdown().await,
+        }
+        Ok(())
+    }
+}
+
+/// Sends the op and reads the datanode's (successful) answer.
+async fn start_op(
+    reader: &mut DnReader,
+    writer: &mut DnWriter,
+    op: &OpRequest,
+) -> Result<ringfs_common::proto::hdfs::BlockOpResponseProto> {
+    writer.send_op(op).await?;
+    reader.read_op_response("READ_BLOCK").await
 }
 
 #[cfg(test)]
@@ -241,14 +284,28 @@ mod tests {
     /// the client's read status.
     async fn fake_datanode(listener: TcpListener, block: Vec<u8>, fault: Fault) -> Option<i32> {
         let (mut socket, _) = listener.accept().await.unwrap();
+        drop(listener);
         let mut buffer = Vec::new();
+        serve_read(&mut socket, &mut buffer, &block, fault).await
+    }
+
+    /// Answers one READ_BLOCK arriving on `socket` (bytes already read are in `buffer`);
+    /// returns the client's read status, `None` if it sent none.
+    async fn serve_read(
+        socket: &mut tokio::net::TcpStream,
+        buffer: &mut Vec<u8>,
+        block: &[u8],
+        fault: Fault,
+    ) -> Option<i32> {
         let request = loop {
-            let mut chunk = [0u8; 1024];
-            let count = socket.read(&mut chunk).await.unwrap();
-            buffer.extend_from_slice(&chunk[..count]);
-            if let Some((request, _)) = OpRequest::decode(&buffer).unwrap() {
+            if let Some((request, consumed)) = OpRequest::decode(buffer).unwrap() {
+                buffer.drain(..consumed);
                 break request;
             }
+            let mut chunk = [0u8; 1024];
+            let count = socket.read(&mut chunk).await.unwrap();
+            assert!(count > 0, "client closed before sending an op");
+            buffer.extend_from_slice(&chunk[..count]);
         };
         let OpRequest::ReadBlock(op) = request else { panic!("expected READ_BLOCK") };
         let checksum = DataChecksum::CRC32C_512;
@@ -311,12 +368,19 @@ mod tests {
         if socket.write_all(&out).await.is_err() {
             return None;
         }
-        let mut status = Vec::new();
-        let _ = socket.read_to_end(&mut status).await;
-        dtp::decode_delimited::<ClientReadStatusProto>(&status, "status")
-            .ok()
-            .flatten()
-            .map(|(s, _)| s.status)
+        loop {
+            if let Ok(Some((status, consumed))) =
+                dtp::decode_delimited::<ClientReadStatusProto>(buffer, "status")
+            {
+                buffer.drain(..consumed);
+                return Some(status.status);
+            }
+            let mut chunk = [0u8; 64];
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(count) => buffer.extend_from_slice(&chunk[..count]),
+            }
+        }
     }
 
     async fn read_with(fault: Fault, offset: u64, len: u64) -> (Result<Vec<u8>>, Option<i32>, Vec<u8>) {
@@ -340,6 +404,7 @@ mod tests {
                 offset,
                 len,
                 verify_checksum: true,
+                peer_cache: None,
             };
             let mut reader = BlockReader::open(request).await?;
             let mut out = vec![0u8; len as usize];
@@ -381,6 +446,50 @@ mod tests {
         let (result, status, _) = read_with(Fault::CorruptData, 0, 5000).await;
         assert!(matches!(result, Err(DfsError::Checksum { block_id: 1, .. })));
         assert_eq!(status, None, "no success status after bad data");
+    }
+
+    #[tokio::test]
+    async fn a_finished_connection_is_reused_through_the_peer_cache() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let block: Vec<u8> = (0..3000u32).map(|i| (i % 253) as u8).collect();
+        let served = block.clone();
+        // One accepted connection serves both reads; a second connect would be refused.
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            drop(listener);
+            let mut buffer = Vec::new();
+            let first = serve_read(&mut socket, &mut buffer, &served, Fault::None).await;
+            let second = serve_read(&mut socket, &mut buffer, &served, Fault::None).await;
+            (first, second)
+        });
+        let cache = Arc::new(PeerCache::default());
+        let extended = ExtendedBlockProto {
+            pool_id: "BP-1".into(),
+            block_id: 2,
+            generation_stamp: 1001,
+            num_bytes: Some(3000),
+        };
+        let token = TokenProto::default();
+        for (offset, len) in [(0u64, 3000u64), (1000, 700)] {
+            let request = ReadBlockRequest {
+                addr: &addr,
+                block: &extended,
+                token: &token,
+                client_name: "test",
+                offset,
+                len,
+                verify_checksum: true,
+                peer_cache: Some(Arc::clone(&cache)),
+            };
+            let mut reader = BlockReader::open(request).await.unwrap();
+            let mut out = vec![0u8; len as usize];
+            reader.read_exact(&mut out).await.unwrap();
+            assert_eq!(out, block[offset as usize..(offset + len) as usize]);
+            reader.finish_and_release().await.unwrap();
+        }
+        let ok = Some(Status::ChecksumOk as i32);
+        assert_eq!(server.await.unwrap(), (ok, ok));
     }
 
     #[tokio::test]

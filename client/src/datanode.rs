@@ -1,7 +1,9 @@
 //! A connection to a datanode's data port: ops out, varint-delimited responses and
 //! packets in, through one reusable receive buffer so packets are decoded in place.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use prost::Message;
@@ -25,6 +27,50 @@ pub const DATANODE_SOCKET_TIMEOUT: Duration = Duration::from_secs(60);
 /// Initial receive buffer: two 64 KiB packets and their checksums, so a read syscall
 /// usually brings in a whole packet.
 const RECEIVE_BUFFER_SIZE: usize = 256 * 1024;
+
+/// How long an idle data-port connection is kept for reuse: Java's
+/// `dfs.client.socketcache.expiryMsec` (3 s), under the datanode's 4 s keepalive.
+pub const PEER_CACHE_EXPIRY: Duration = Duration::from_secs(3);
+
+/// Idle connections kept per client: Java's `dfs.client.socketcache.capacity`.
+pub const PEER_CACHE_CAPACITY: usize = 16;
+
+/// Idle data-port connections whose last op ended cleanly, kept so the next op to the
+/// same datanode skips the TCP handshake (Java's PeerCache).
+#[derive(Default)]
+pub struct PeerCache {
+    idle: Mutex<HashMap<String, Vec<(DnReader, DnWriter, Instant)>>>,
+}
+
+impl PeerCache {
+    /// A cached connection to `addr` that has not expired.
+    pub fn take(&self, addr: &str) -> Option<(DnReader, DnWriter)> {
+        let mut idle = self.idle.lock().expect("peer cache lock");
+        let connections = idle.get_mut(addr)?;
+        while let Some((reader, writer, since)) = connections.pop() {
+            if since.elapsed() < PEER_CACHE_EXPIRY {
+                return Some((reader, writer));
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose op is complete (nothing left unread) for reuse.
+    pub fn put(&self, reader: DnReader, writer: DnWriter) {
+        if !reader.buffer.is_empty() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("peer cache lock");
+        idle.retain(|_, connections| {
+            connections.retain(|(_, _, since)| since.elapsed() < PEER_CACHE_EXPIRY);
+            !connections.is_empty()
+        });
+        let total: usize = idle.values().map(Vec::len).sum();
+        if total < PEER_CACHE_CAPACITY {
+            idle.entry(reader.node.clone()).or_default().push((reader, writer, Instant::now()));
+        }
+    }
+}
 
 /// `ip:xferPort` of a datanode, the address clients dial.
 pub fn xfer_addr(node: &DatanodeInfoProto) -> String {

@@ -11,7 +11,7 @@ use ringfs_common::proto::hdfs::{
     LocatedBlockProto, LocatedBlocksProto, OpBlockChecksumProto,
 };
 
-use crate::datanode::{self, token_or_empty, xfer_addr};
+use crate::datanode::{self, token_or_empty, xfer_addr, PeerCache};
 use crate::error::{DfsError, Result};
 use crate::file_reader::FileReader;
 use crate::file_writer::{FileWriter, WriterStart};
@@ -93,6 +93,7 @@ impl ClientConfig {
 pub(crate) struct ClientInner {
     pub(crate) namenode: Arc<NamenodeClient>,
     pub(crate) config: ClientConfig,
+    pub(crate) peer_cache: Arc<PeerCache>,
     working_dir: String,
 }
 
@@ -119,7 +120,8 @@ impl DfsClient {
         let namenode = NamenodeClient::connect(&config.namenode_addr, &config.user).await?;
         namenode.set_lease_renew_interval(config.lease_renew_interval);
         let working_dir = config.working_dir.clone().unwrap_or_else(|| format!("/user/{}", config.user));
-        Ok(DfsClient { inner: Arc::new(ClientInner { namenode, config, working_dir }) })
+        let peer_cache = Arc::new(PeerCache::default());
+        Ok(DfsClient { inner: Arc::new(ClientInner { namenode, config, peer_cache, working_dir }) })
     }
 
     /// The typed namenode proxy, for calls this API does not wrap.

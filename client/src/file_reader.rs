@@ -120,6 +120,7 @@ impl FileReader {
                 offset: offset_in_block,
                 len,
                 verify_checksum: self.client.config.verify_checksum,
+                peer_cache: Some(Arc::clone(&self.client.peer_cache)),
             };
             match BlockReader::open(request).await {
                 Ok(reader) => return Ok(reader),
@@ -198,8 +199,9 @@ impl FileReader {
             match failure {
                 None => {
                     if reader.remaining() == 0 {
-                        if let Err(e) = reader.finish().await {
-                            tracing::debug!(node = reader.node(), error = %e, "ending the read stream");
+                        let node = reader.node().to_string();
+                        if let Err(e) = reader.finish_and_release().await {
+                            tracing::debug!(node, error = %e, "ending the read stream");
                         }
                     } else {
                         self.current = Some((index, reader));
@@ -260,15 +262,16 @@ impl FileReader {
         let mut attempt = 0;
         loop {
             let mut reader = self.open_stream(index, offset_in_block, out.len() as u64).await?;
+            let node = reader.node().to_string();
             let result = match reader.read_exact(out).await {
-                Ok(()) => reader.finish().await,
+                Ok(()) => reader.finish_and_release().await,
                 Err(e) => Err(e),
             };
             match result {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_datanode_failure() && attempt + 1 < replicas => {
                     attempt += 1;
-                    self.handle_read_failure(index, reader.node().to_string(), &e).await;
+                    self.handle_read_failure(index, node, &e).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -199,6 +199,7 @@ async fn reads_survive_a_corrupt_replica_and_a_stopped_datanode() {
             offset: 0,
             len: block.b.num_bytes.unwrap(),
             verify_checksum: true,
+            peer_cache: None,
         };
         let mut reader = BlockReader::open(request).await.unwrap();
         let mut buffer = vec![0u8; block.b.num_bytes.unwrap() as usize];
