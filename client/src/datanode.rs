@@ -39,7 +39,13 @@ pub const PEER_CACHE_CAPACITY: usize = 16;
 /// same datanode skips the TCP handshake (Java's PeerCache).
 #[derive(Default)]
 pub struct PeerCache {
-    idle: Mutex<HashMap<String, Vec<(DnReader, DnWriter, Instant)>>>,
+    idle: Mutex<HashMap<String, Vec<IdleConnection>>>,
+}
+
+struct IdleConnection {
+    reader: DnReader,
+    writer: DnWriter,
+    since: Instant,
 }
 
 impl PeerCache {
@@ -47,9 +53,9 @@ impl PeerCache {
     pub fn take(&self, addr: &str) -> Option<(DnReader, DnWriter)> {
         let mut idle = self.idle.lock().expect("peer cache lock");
         let connections = idle.get_mut(addr)?;
-        while let Some((reader, writer, since)) = connections.pop() {
-            if since.elapsed() < PEER_CACHE_EXPIRY {
-                return Some((reader, writer));
+        while let Some(idle) = connections.pop() {
+            if idle.since.elapsed() < PEER_CACHE_EXPIRY {
+                return Some((idle.reader, idle.writer));
             }
         }
         None
@@ -62,12 +68,13 @@ impl PeerCache {
         }
         let mut idle = self.idle.lock().expect("peer cache lock");
         idle.retain(|_, connections| {
-            connections.retain(|(_, _, since)| since.elapsed() < PEER_CACHE_EXPIRY);
+            connections.retain(|idle| idle.since.elapsed() < PEER_CACHE_EXPIRY);
             !connections.is_empty()
         });
         let total: usize = idle.values().map(Vec::len).sum();
         if total < PEER_CACHE_CAPACITY {
-            idle.entry(reader.node.clone()).or_default().push((reader, writer, Instant::now()));
+            let node = reader.node.clone();
+            idle.entry(node).or_default().push(IdleConnection { reader, writer, since: Instant::now() });
         }
     }
 }
