@@ -445,6 +445,13 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    /// The last line of defence (an error path, a panic): no child outlives its handle.
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
 /// One slot of the cluster: the role, its ports from the last READY line, and the process.
 struct Node {
     role: Role,
