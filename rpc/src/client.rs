@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use prost::Message;
 use ringfs_common::ipc::{self, AuthProtocol, IpcError, Preamble, RemoteError, Response};
 use ringfs_common::limits::RPC_FRAME_SIZE_MAX;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, Mutex as AsyncMutex};
+
+use crate::frame::FrameReader;
 
 /// How long a connection attempt may take before it is reported as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -139,26 +141,16 @@ impl RpcClient {
     }
 }
 
-async fn read_responses(mut reader: tokio::net::tcp::OwnedReadHalf, pending: Pending) {
-    loop {
-        let mut prefix = [0u8; 4];
-        if reader.read_exact(&mut prefix).await.is_err() {
-            break;
-        }
-        let Ok(size) = ipc::frame_size(prefix, RPC_FRAME_SIZE_MAX) else { break };
-        let mut body = BytesMut::zeroed(size);
-        if reader.read_exact(&mut body).await.is_err() {
-            break;
-        }
-        let Ok(response) = Response::decode(body.freeze(), RPC_FRAME_SIZE_MAX) else { break };
+async fn read_responses(reader: tokio::net::tcp::OwnedReadHalf, pending: Pending) {
+    let mut reader = FrameReader::new(reader, RPC_FRAME_SIZE_MAX);
+    while let Ok(Some(body)) = reader.next().await {
+        let Ok(response) = Response::decode(body, RPC_FRAME_SIZE_MAX) else { break };
         let Response { call_id, outcome, fatal } = response;
         let waiter = pending.lock().expect("pending lock").as_mut().and_then(|m| m.remove(&call_id));
         if let Some(waiter) = waiter {
             let _ = waiter.send(outcome);
-        } else if fatal {
-            // A fatal error not tied to a call: fail every caller.
-            break;
         }
+        // After a FATAL response the server closes: fail every other caller.
         if fatal {
             break;
         }

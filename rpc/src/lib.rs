@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod frame;
 pub mod server;
 
 pub use client::{RpcClient, RpcError};

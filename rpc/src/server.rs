@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use prost::Message;
 use ringfs_common::ipc::{
     self, exception, AuthProtocol, CallId, ClientFrame, IpcError, Preamble, RemoteError,
@@ -17,6 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
+
+use crate::frame::{FrameError, FrameReader};
 
 /// Who is calling: the connection's effective user (simple auth), address and protocol.
 #[derive(Debug, Clone)]
@@ -73,21 +75,10 @@ enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Ipc(#[from] IpcError),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     #[error("{0}")]
     Protocol(&'static str),
-}
-
-async fn read_frame(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Result<Option<Bytes>, ConnectionError> {
-    let mut prefix = [0u8; 4];
-    match stream.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let size = ipc::frame_size(prefix, RPC_FRAME_SIZE_MAX)?;
-    let mut body = BytesMut::zeroed(size);
-    stream.read_exact(&mut body).await?;
-    Ok(Some(body.freeze()))
 }
 
 async fn serve_connection<S: Service>(
@@ -98,6 +89,7 @@ async fn serve_connection<S: Service>(
     let (mut reader, mut writer) = stream.into_split();
     let mut preamble = [0u8; ipc::PREAMBLE_SIZE];
     reader.read_exact(&mut preamble).await?;
+    let mut reader = FrameReader::new(reader, RPC_FRAME_SIZE_MAX);
     let preamble = match Preamble::decode(&preamble) {
         Ok(Some((p, _))) => p,
         Ok(None) => unreachable!("7 bytes were read"),
@@ -122,7 +114,7 @@ async fn serve_connection<S: Service>(
 
     // Frames until the connection context: optional SASL negotiation, then the context.
     let context = loop {
-        let Some(body) = read_frame(&mut reader).await? else { return Ok(()) };
+        let Some(body) = reader.next().await? else { return Ok(()) };
         let frame = match ClientFrame::decode(body, RPC_FRAME_SIZE_MAX) {
             Ok(frame) => frame,
             Err(e) => return fatal(&mut writer, e, RpcErrorCodeProto::FatalDeserializingRequest).await,
@@ -160,10 +152,10 @@ async fn serve_connection<S: Service>(
     });
 
     let result = loop {
-        let body = match read_frame(&mut reader).await {
+        let body = match reader.next().await {
             Ok(Some(body)) => body,
             Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+            Err(e) => break Err(e.into()),
         };
         let (header, request, payload) = match ClientFrame::decode(body, RPC_FRAME_SIZE_MAX) {
             Ok(ClientFrame::Call { header, request, payload }) => (header, request, payload),

@@ -1,0 +1,92 @@
+//! The server and client over loopback: calls are answered, unknown methods get Java's
+//! error and keep the connection, and a connection sending garbage is closed alone while
+//! every other connection keeps being served.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ringfs_common::ipc::{self, RemoteError};
+use ringfs_common::proto::hdfs::{GetFileInfoRequestProto, GetFileInfoResponseProto, HdfsFileStatusProto};
+use ringfs_rpc::{decode_request, encode_message, CallContext, RpcClient, Service};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Echo;
+
+impl Service for Echo {
+    async fn call(&self, ctx: &CallContext, method: &str, request: Bytes) -> Result<Bytes, RemoteError> {
+        match method {
+            "getFileInfo" => {
+                let request: GetFileInfoRequestProto = decode_request(request)?;
+                if request.src == "/missing" {
+                    return Ok(encode_message(&GetFileInfoResponseProto { fs: None }));
+                }
+                let status = HdfsFileStatusProto {
+                    owner: ctx.user.clone(),
+                    path: request.src.into(),
+                    ..Default::default()
+                };
+                Ok(encode_message(&GetFileInfoResponseProto { fs: Some(status) }))
+            }
+            _ => Err(RemoteError::no_such_method(method, &ctx.protocol)),
+        }
+    }
+}
+
+async fn start() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(ringfs_rpc::server::serve(listener, Arc::new(Echo)));
+    addr
+}
+
+async fn get(client: &RpcClient, src: &str) -> Result<GetFileInfoResponseProto, ringfs_rpc::RpcError> {
+    client.call("getFileInfo", &GetFileInfoRequestProto { src: src.to_string() }).await
+}
+
+#[tokio::test]
+async fn calls_errors_and_garbage_neighbours() {
+    let addr = start().await;
+    let client = RpcClient::connect(&addr, "alice", ipc::protocol::CLIENT).await.unwrap();
+    let status = get(&client, "/a").await.unwrap().fs.unwrap();
+    assert_eq!(status.owner, "alice", "the caller is the context's effective user");
+    assert_eq!(&status.path[..], b"/a");
+    assert!(get(&client, "/missing").await.unwrap().fs.is_none());
+
+    let error = client.call_raw("frobnicate", &GetFileInfoRequestProto::default()).await.unwrap_err();
+    assert_eq!(error.remote().unwrap().class_name, ipc::exception::NO_SUCH_METHOD);
+    assert!(client.is_open(), "an unknown method keeps the connection");
+
+    // Concurrent calls on one connection are all answered.
+    let calls = (0..64).map(|i| get(&client, if i % 2 == 0 { "/x" } else { "/missing" }));
+    let results = futures_join_all(calls).await;
+    assert_eq!(results.iter().filter(|r| r.as_ref().unwrap().fs.is_some()).count(), 32);
+
+    // A neighbour sends a valid preamble and then a frame of garbage: it gets a FATAL
+    // response and is closed; the first client is unaffected.
+    let mut garbage = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    garbage.write_all(b"hrpc\x09\x00\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff").await.unwrap();
+    let mut reply = Vec::new();
+    garbage.read_to_end(&mut reply).await.unwrap();
+    assert!(!reply.is_empty(), "a FATAL response before the close");
+    let mut oversized = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    oversized.write_all(b"hrpc\x09\x00\x00\xff\xff\xff\xff").await.unwrap();
+    let _ = oversized.read_to_end(&mut Vec::new()).await;
+    let mut wrong_version = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    wrong_version.write_all(b"hrpc\x07\x00\x00").await.unwrap();
+    let mut reply = Vec::new();
+    wrong_version.read_to_end(&mut reply).await.unwrap();
+    assert!(String::from_utf8_lossy(&reply).contains("RPC$VersionMismatch"));
+
+    assert!(get(&client, "/still-served").await.unwrap().fs.is_some());
+    let second = RpcClient::connect(&addr, "bob", ipc::protocol::CLIENT).await.unwrap();
+    assert_eq!(get(&second, "/b").await.unwrap().fs.unwrap().owner, "bob");
+}
+
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = futures.collect();
+    for f in handles {
+        out.push(f.await);
+    }
+    out
+}
