@@ -14,7 +14,8 @@
 #                                              replays all but the namenode targets on stable
 #
 # Options (before the rest): --no-build (reuse the built binaries), --jobs N (run N
-# targets at once; default 1: the machine is shared).
+# targets at once; default 1: the machine is shared), --keep-going (libFuzzer's fork
+# mode: a crash is saved and counted, and fuzzing goes on; for long campaigns).
 #
 # Inputs: fuzz/corpus/<target> (seeds, read-only) and fuzz/regressions/<target>; new
 # inputs go to fuzz/work/corpus/<target>, crashes to fuzz/artifacts/<target>/, logs and
@@ -90,6 +91,7 @@ run_target() {
     local dict
     dict="$(dict_for "$target")"
     [[ -n "$dict" ]] && args+=(-dict="$dict")
+    ((keep_going)) && args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
     "$bin" "${args[@]}" "${dirs[@]}" >"$log" 2>&1
     local code=$?
     local after
@@ -98,9 +100,12 @@ run_target() {
     execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"
     rate="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
     line="$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1)"
+    # Fork mode prints no final stats: its last status line has the totals.
+    [[ -z $execs ]] && execs="$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$line")"
+    [[ -z $rate ]] && rate="$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$line")"
     cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$line")"
     ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$line")"
-    corp="$(sed -n 's/.* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$line")"
+    corp="$(sed -n 's/.* corp: \([0-9]*\(\/[0-9A-Za-z]*\)\{0,1\}\).*/\1/p' <<<"$line")"
     status=ok
     if ((code != 0)); then
         if grep -q 'ERROR: libFuzzer: timeout' "$log"; then
@@ -142,8 +147,17 @@ merge() {
 }
 
 replay() {
-    local target failed=0
+    local target failed=0 known
     for target in "$@"; do
+        # Crashes in other areas' code, kept until fixed (then moved to regressions/).
+        for known in "$fuzz_dir/known-crashes/$target"/*; do
+            [[ -f $known ]] || continue
+            if "$bin_dir/$target" -runs=1 "$known" >/dev/null 2>&1; then
+                echo "$target: known crash $(basename "$known") no longer reproduces: move it to regressions/"
+            else
+                echo "$target: known crash $(basename "$known") still reproduces"
+            fi
+        done
         local dirs=("$fuzz_dir/corpus/$target")
         [[ -d "$fuzz_dir/regressions/$target" ]] && dirs+=("$fuzz_dir/regressions/$target")
         if "$bin_dir/$target" -runs=0 -rss_limit_mb=4096 "${dirs[@]}" >"$log_dir/$target.replay.log" 2>&1; then
@@ -166,11 +180,13 @@ minimize() {
 
 main() {
     local seconds=60 build_first=1 jobs=1 mode=run
+    keep_going=0
     local targets=()
     while (($#)); do
         case "$1" in
             --smoke) seconds=20 ;;
             --no-build) build_first=0 ;;
+            --keep-going) keep_going=1 ;;
             --jobs) jobs="$2"; shift ;;
             --list) all_targets; return 0 ;;
             --merge) mode=merge ;;

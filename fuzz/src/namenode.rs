@@ -10,11 +10,13 @@
 use arbitrary::{Arbitrary, Unstructured};
 use ringfs_namenode::blocks::BlockRecord;
 use ringfs_namenode::edits::{
-    decode_edit_record, decode_edit_records, encode_edit_record, encode_segment_header, scan_segment, EditDecodeError,
-    EditOp, EditRecord, RECORD_HEADER_SIZE, RECORD_PAYLOAD_SIZE_MAX, SEGMENT_HEADER_SIZE,
+    decode_edit_record, decode_edit_records, encode_edit_record, encode_segment_header, scan_segment,
+    EditDecodeError, EditOp, EditRecord, RECORD_HEADER_SIZE, RECORD_PAYLOAD_SIZE_MAX, SEGMENT_HEADER_SIZE,
 };
 use ringfs_namenode::ids::{BlockId, InodeId, FIRST_INODE_ID, ROOT_INODE_ID};
-use ringfs_namenode::image::{decode_image, decode_image_body, encode_image, ImageContents, IMAGE_FORMAT_VERSION, IMAGE_MAGIC};
+use ringfs_namenode::image::{
+    decode_image, decode_image_body, encode_image, ImageContents, IMAGE_FORMAT_VERSION, IMAGE_MAGIC,
+};
 
 use crate::capped_alloc::with_allocation_limit;
 use crate::structured::{Corruption, Encoding, Site, Width};
@@ -133,7 +135,8 @@ fn check_segment(data: &[u8]) {
 
     // Cutting the torn tail, as the namenode does at startup, leaves a clean segment.
     if scan.torn_tail.is_some() {
-        let cut = scan_segment(&data[..scan.valid_len]).unwrap_or_else(|e| panic!("cut segment refused: {e}"));
+        let cut =
+            scan_segment(&data[..scan.valid_len]).unwrap_or_else(|e| panic!("cut segment refused: {e}"));
         assert_eq!(cut.records, scan.records);
         assert!(cut.torn_tail.is_none(), "the cut segment still has a torn tail");
     }
@@ -159,21 +162,92 @@ fn check_record_stream(data: &[u8]) {
 /// An edit op built from arbitrary values (ids, names, blocks).
 #[derive(Arbitrary, Debug)]
 enum EditOpInput {
-    Mkdir { id: u64, parent: u64, name: String, owner: String, group: String, perm: u16, mtime_ms: i64 },
-    CreateFile { id: u64, parent: u64, name: String, owner: String, perm: u16, replication: u16, blocksize: u64 },
-    Delete { id: u64, mtime_ms: i64 },
-    Rename { id: u64, new_parent: u64, new_name: String, mtime_ms: i64 },
-    SetPermission { id: u64, perm: u16 },
-    SetOwner { id: u64, owner: Option<String>, group: Option<String> },
-    SetTimes { id: u64, mtime_ms: Option<i64>, atime_ms: Option<i64> },
-    SetReplication { id: u64, replication: u16 },
-    AddBlock { file: u64, block: (u64, u64, u64), previous_num_bytes: Option<u64> },
-    UpdateBlocks { file: u64, blocks: Vec<(u64, u64, u64)>, mtime_ms: Option<i64> },
-    CloseFile { file: u64, mtime_ms: i64, blocks: Vec<(u64, u64, u64)> },
-    Reopen { file: u64, client_name: String, client_machine: String, last_block_open: bool },
-    ReassignLease { file: u64, client_name: String },
-    SetGenStamp { gen_stamp: u64 },
-    Concat { target: u64, sources: Vec<u64>, mtime_ms: i64 },
+    Mkdir {
+        id: u64,
+        parent: u64,
+        name: String,
+        owner: String,
+        group: String,
+        perm: u16,
+        mtime_ms: i64,
+    },
+    CreateFile {
+        id: u64,
+        parent: u64,
+        name: String,
+        owner: String,
+        perm: u16,
+        replication: u16,
+        blocksize: u64,
+    },
+    Delete {
+        id: u64,
+        mtime_ms: i64,
+    },
+    Rename {
+        id: u64,
+        new_parent: u64,
+        new_name: String,
+        mtime_ms: i64,
+    },
+    SetPermission {
+        id: u64,
+        perm: u16,
+    },
+    SetOwner {
+        id: u64,
+        owner: Option<String>,
+        group: Option<String>,
+    },
+    SetTimes {
+        id: u64,
+        mtime_ms: Option<i64>,
+        atime_ms: Option<i64>,
+    },
+    SetReplication {
+        id: u64,
+        replication: u16,
+    },
+    AddBlock {
+        file: u64,
+        block: (u64, u64, u64),
+        previous_num_bytes: Option<u64>,
+    },
+    UpdateBlocks {
+        file: u64,
+        blocks: Vec<(u64, u64, u64)>,
+        mtime_ms: Option<i64>,
+    },
+    CloseFile {
+        file: u64,
+        mtime_ms: i64,
+        blocks: Vec<(u64, u64, u64)>,
+    },
+    Reopen {
+        file: u64,
+        client_name: String,
+        client_machine: String,
+        last_block_open: bool,
+    },
+    ReassignLease {
+        file: u64,
+        client_name: String,
+    },
+    SetGenStamp {
+        gen_stamp: u64,
+    },
+    Concat {
+        target: u64,
+        sources: Vec<u64>,
+        mtime_ms: i64,
+    },
+    Truncate {
+        file: u64,
+        blocks: Vec<(u64, u64, u64)>,
+        last_block_length: u64,
+        client_name: String,
+        mtime_ms: i64,
+    },
 }
 
 fn block((id, gen_stamp, num_bytes): (u64, u64, u64)) -> BlockRecord {
@@ -214,7 +288,9 @@ impl EditOpInput {
                 new_name: new_name.clone(),
                 mtime_ms: *mtime_ms,
             },
-            EditOpInput::SetPermission { id, perm } => EditOp::SetPermission { id: InodeId(*id), perm: *perm },
+            EditOpInput::SetPermission { id, perm } => {
+                EditOp::SetPermission { id: InodeId(*id), perm: *perm }
+            }
             EditOpInput::SetOwner { id, owner, group } => {
                 EditOp::SetOwner { id: InodeId(*id), owner: owner.clone(), group: group.clone() }
             }
@@ -254,6 +330,16 @@ impl EditOpInput {
                 sources: sources.iter().copied().map(InodeId).collect(),
                 mtime_ms: *mtime_ms,
             },
+            EditOpInput::Truncate { file, blocks, last_block_length, client_name, mtime_ms } => {
+                EditOp::Truncate {
+                    file: InodeId(*file),
+                    blocks: blocks.iter().copied().map(block).collect(),
+                    last_block_length: *last_block_length,
+                    client_name: client_name.clone(),
+                    client_machine: "127.0.0.1".to_string(),
+                    mtime_ms: *mtime_ms,
+                }
+            }
         }
     }
 }
@@ -327,7 +413,9 @@ pub fn image(data: &[u8]) {
     let framed = decode_image(&frame_image(data));
     match (&body, &framed) {
         (Ok(contents), Ok(_)) => check_image(contents),
-        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "body and framed image fail differently"),
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string(), "body and framed image fail differently")
+        }
         _ => panic!("body and framed image disagree: {:?} vs {:?}", body.is_ok(), framed.is_ok()),
     }
 }
@@ -381,7 +469,8 @@ struct FileInput {
     replication: u16,
     blocksize: u64,
     blocks: Vec<(u64, u64)>,
-    open: Option<(String, String)>,
+    /// Client name and machine; with a length, a truncate is in progress.
+    open: Option<(String, String, Option<u64>)>,
 }
 
 fn image_structured(data: &[u8]) {
@@ -395,6 +484,10 @@ fn image_structured(data: &[u8]) {
     for value in [input.last_txid, input.next_inode_id, input.next_block_id, input.gen_stamp] {
         body.put_varint(value);
     }
+    // Format 2: the number of blocks in the image.
+    let block_count: usize =
+        input.inodes.iter().filter_map(|i| i.file.as_ref()).map(|f| f.blocks.len()).sum();
+    body.put_site(Width::Varint, block_count as u64);
     body.put_site(Width::Varint, strings.len() as u64);
     for s in &strings {
         body.put_site(Width::Varint, s.len() as u64);
@@ -402,7 +495,17 @@ fn image_structured(data: &[u8]) {
     }
     body.put_site(Width::Varint, 1 + input.inodes.len() as u64);
     let (perm, owner, group, mtime) = input.root;
-    put_inode_head(&mut body, ROOT_INODE_ID.0, 0, "", false, perm, string(owner), string(group), (mtime, mtime));
+    put_inode_head(
+        &mut body,
+        ROOT_INODE_ID.0,
+        0,
+        "",
+        false,
+        perm,
+        string(owner),
+        string(group),
+        (mtime, mtime),
+    );
     let mut dirs = vec![ROOT_INODE_ID.0];
     let mut next_block = 1u64 << 30;
     for (i, inode) in input.inodes.iter().enumerate() {
@@ -425,11 +528,14 @@ fn image_structured(data: &[u8]) {
                 }
                 match &file.open {
                     None => body.put(&[0]),
-                    Some((client_name, client_machine)) => {
-                        body.put(&[1]);
+                    Some((client_name, client_machine, truncated_len)) => {
+                        body.put(&[if truncated_len.is_some() { 2 } else { 1 }]);
                         for s in [client_name, client_machine] {
                             body.put_site(Width::Varint, s.len() as u64);
                             body.put(s.as_bytes());
+                        }
+                        if let Some(len) = truncated_len {
+                            body.put_varint(*len);
                         }
                     }
                 }
@@ -473,4 +579,3 @@ fn put_inode_head(
         body.put_varint(((time << 1) ^ (time >> 63)) as u64);
     }
 }
-
