@@ -25,6 +25,9 @@ pub(crate) const LINK_TIMEOUT_USER_DATA: u64 = u64::MAX - 2;
 /// (always the case over loopback); requested with IORING_SEND_ZC_REPORT_USAGE.
 pub(crate) const NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;
 
+/// No neighbour in a linked chain.
+const NO_LINK: u32 = u32::MAX;
+
 /// Most resources one operation keeps alive (e.g. splice: file, pipe; send: slot, socket).
 pub(crate) const HOLDS_MAX: usize = 3;
 
@@ -102,8 +105,12 @@ struct Entry {
     result: i32,
     /// The result CQE said a SEND_ZC notification follows.
     awaiting_notification: bool,
-    /// A SEND_ZC notification reported that the kernel copied the data.
-    zc_copied: bool,
+    /// Neighbours in a chain submitted with IOSQE_CQE_SKIP_SUCCESS on every link but the
+    /// last: only one CQE arrives for the whole chain, and it settles the others.
+    chain_prev: u32,
+    chain_next: u32,
+    /// The result a link that completed silently (skipped CQE) is known to have had.
+    silent_result: i32,
 }
 
 /// What the future gets back when its op completed.
@@ -133,6 +140,8 @@ pub(crate) struct InFlight {
     entries: Box<[Entry]>,
     vacant: Vec<u32>,
     waiters: Vec<Waker>,
+    /// What the last `deliver` settled (reused, so delivering allocates nothing).
+    pub(crate) settled: Vec<Delivered>,
     /// Notifications that said the kernel copied a SEND_ZC payload.
     pub(crate) zc_copied_count: u64,
 }
@@ -149,11 +158,19 @@ impl InFlight {
                 waker: None,
                 result: 0,
                 awaiting_notification: false,
-                zc_copied: false,
+                chain_prev: NO_LINK,
+                chain_next: NO_LINK,
+                silent_result: 0,
             })
             .collect();
         let vacant = (0..capacity as u32).rev().collect();
-        InFlight { entries, vacant, waiters: Vec::with_capacity(64), zc_copied_count: 0 }
+        InFlight {
+            entries,
+            vacant,
+            waiters: Vec::with_capacity(64),
+            settled: Vec::with_capacity(super::limits::CHAIN_OPS_MAX),
+            zc_copied_count: 0,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -185,8 +202,28 @@ impl InFlight {
         entry.waker = None;
         entry.result = 0;
         entry.awaiting_notification = false;
-        entry.zc_copied = false;
+        entry.chain_prev = NO_LINK;
+        entry.chain_next = NO_LINK;
+        entry.silent_result = 0;
         Some((index, user_data(index, entry.generation)))
+    }
+
+    /// Marks `indices` (in link order) as one chain whose links but the last carry
+    /// IOSQE_CQE_SKIP_SUCCESS; `silent_results[i]` is what link `i` returns on success.
+    ///
+    /// The kernel then posts exactly one CQE for the chain: the last link's, or the first
+    /// failed link's (a failure clears its skip flag and skips the cancelled links after
+    /// it). That CQE settles every other link: those before it succeeded, those after it
+    /// were cancelled.
+    pub(crate) fn link_silent_chain(&mut self, indices: &[u32], silent_results: &[i32]) {
+        assert_eq!(indices.len(), silent_results.len());
+        for (position, &index) in indices.iter().enumerate() {
+            let entry = &mut self.entries[index as usize];
+            assert_eq!(entry.state, State::Pending, "chain links are fresh entries");
+            entry.chain_prev = if position == 0 { NO_LINK } else { indices[position - 1] };
+            entry.chain_next = indices.get(position + 1).copied().unwrap_or(NO_LINK);
+            entry.silent_result = silent_results[position];
+        }
     }
 
     /// The resources of a just-inserted entry, for building its SQE (addresses of a
@@ -195,8 +232,9 @@ impl InFlight {
         &self.entries[index as usize].holds
     }
 
-    /// Hands over one CQE.
-    pub(crate) fn deliver(&mut self, user_data: u64, result: i32, flags: u32) -> Delivered {
+    /// Hands over one CQE; what it settled is left in `self.settled`.
+    pub(crate) fn deliver(&mut self, user_data: u64, result: i32, flags: u32) {
+        assert!(self.settled.is_empty(), "settled completions not collected");
         let (index, generation) = split_user_data(user_data);
         let entry = &mut self.entries[index as usize];
         assert_eq!(entry.generation, generation, "stale completion for entry {index} ({})", entry.op);
@@ -205,7 +243,6 @@ impl InFlight {
             assert!(entry.awaiting_notification, "{}: unexpected zero-copy notification", entry.op);
             entry.awaiting_notification = false;
             if result as u32 & NOTIF_USAGE_ZC_COPIED != 0 {
-                entry.zc_copied = true;
                 self.zc_copied_count += 1;
             }
         } else {
@@ -215,16 +252,49 @@ impl InFlight {
             entry.awaiting_notification = io_uring::cqueue::more(flags);
         }
         if entry.awaiting_notification {
-            return Delivered::Nothing;
+            return;
         }
-        match entry.state {
+        let (mut previous, mut next) = (entry.chain_prev, entry.chain_next);
+        let failed = entry.result != entry.silent_result;
+        self.settle(index);
+        // Links before this one ran to completion without a CQE.
+        while previous != NO_LINK {
+            let link = &mut self.entries[previous as usize];
+            assert!(matches!(link.state, State::Pending | State::Ignored), "{} settled twice", link.op);
+            link.result = link.silent_result;
+            let before = link.chain_prev;
+            self.settle(previous);
+            previous = before;
+        }
+        // Links after a failed one were cancelled, their CQEs skipped with it. (A link
+        // that succeeded with a CQE anyway leaves the rest to report for themselves.)
+        while next != NO_LINK && failed {
+            let link = &mut self.entries[next as usize];
+            assert!(matches!(link.state, State::Pending | State::Ignored), "{} settled twice", link.op);
+            link.result = -libc::ECANCELED;
+            let after = link.chain_next;
+            self.settle(next);
+            next = after;
+        }
+        if next != NO_LINK {
+            self.entries[next as usize].chain_prev = NO_LINK;
+        }
+    }
+
+    /// The op at `index` is done: wake its future, or free an ignored entry.
+    fn settle(&mut self, index: u32) {
+        let entry = &mut self.entries[index as usize];
+        entry.chain_prev = NO_LINK;
+        entry.chain_next = NO_LINK;
+        let delivered = match entry.state {
             State::Pending => {
                 entry.state = State::Completed;
                 entry.waker.take().map_or(Delivered::Nothing, Delivered::Wake)
             }
             State::Ignored => Delivered::Release(self.vacate(index)),
-            State::Vacant | State::Completed => unreachable!("checked above"),
-        }
+            State::Vacant | State::Completed => unreachable!("settled an op that is not in flight"),
+        };
+        self.settled.push(delivered);
     }
 
     /// Polls for the completion of the op at `index`.
@@ -270,6 +340,7 @@ impl InFlight {
 
     fn vacate(&mut self, index: u32) -> Holds {
         let entry = &mut self.entries[index as usize];
+        assert!(entry.chain_prev == NO_LINK && entry.chain_next == NO_LINK, "vacating a linked entry");
         entry.state = State::Vacant;
         entry.waker = None;
         self.vacant.push(index);
@@ -301,6 +372,14 @@ mod tests {
         }
     }
 
+    fn generation(user_data: u64) -> u32 {
+        (user_data >> 32) as u32
+    }
+
+    // Flag values from the kernel ABI (io_uring.h): IORING_CQE_F_MORE, IORING_CQE_F_NOTIF.
+    const CQE_F_MORE: u32 = 1 << 1;
+    const CQE_F_NOTIF: u32 = 1 << 3;
+
     #[test]
     fn entries_cycle_and_reject_stale_generations() {
         let mut table = InFlight::new(2);
@@ -308,12 +387,12 @@ mod tests {
         let flag = Arc::new(Flag(false.into()));
         let waker = Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
-        let generation = (user_data >> 32) as u32;
-        assert!(table.poll(index, generation, &mut cx).is_pending());
-        let Delivered::Wake(w) = table.deliver(user_data, 7, 0) else { panic!("expected a wake") };
+        assert!(table.poll(index, generation(user_data), &mut cx).is_pending());
+        table.deliver(user_data, 7, 0);
+        let Some(Delivered::Wake(w)) = table.settled.pop() else { panic!("expected a wake") };
         w.wake();
         assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
-        let Poll::Ready(done) = table.poll(index, generation, &mut cx) else { panic!() };
+        let Poll::Ready(done) = table.poll(index, generation(user_data), &mut cx) else { panic!() };
         assert_eq!(done.result, 7);
         assert!(table.is_empty());
         let (again, second) = table.insert("nop", Holds::default()).unwrap();
@@ -327,22 +406,66 @@ mod tests {
     fn zero_copy_results_wait_for_the_notification() {
         let mut table = InFlight::new(1);
         let (index, user_data) = table.insert("send_zc", Holds::default()).unwrap();
-        assert!(matches!(table.abandon(index, (user_data >> 32) as u32), Abandoned::Cancel { .. }));
-        let more = io_uring_flag_more();
-        assert!(matches!(table.deliver(user_data, 100, more), Delivered::Nothing));
+        assert!(matches!(table.abandon(index, generation(user_data)), Abandoned::Cancel { .. }));
+        table.deliver(user_data, 100, CQE_F_MORE);
+        assert!(table.settled.is_empty());
         assert_eq!(table.len(), 1, "buffer kept until the notification");
-        let notif = io_uring_flag_notif();
-        let delivered = table.deliver(user_data, NOTIF_USAGE_ZC_COPIED as i32, notif);
-        assert!(matches!(delivered, Delivered::Release(_)));
+        table.deliver(user_data, NOTIF_USAGE_ZC_COPIED as i32, CQE_F_NOTIF);
+        assert!(matches!(table.settled.pop(), Some(Delivered::Release(_))));
         assert!(table.is_empty());
         assert_eq!(table.zc_copied_count, 1);
     }
 
-    // Flag values from the kernel ABI (io_uring.h): IORING_CQE_F_MORE, IORING_CQE_F_NOTIF.
-    fn io_uring_flag_more() -> u32 {
-        1 << 1
+    /// Inserts a silent chain of `wanted.len()` links; returns (index, user_data) per link.
+    fn silent_chain(table: &mut InFlight, wanted: &[i32]) -> Vec<(u32, u64)> {
+        let links: Vec<_> = wanted.iter().map(|_| table.insert("link", Holds::default()).unwrap()).collect();
+        let indices: Vec<u32> = links.iter().map(|(index, _)| *index).collect();
+        table.link_silent_chain(&indices, wanted);
+        links
     }
-    fn io_uring_flag_notif() -> u32 {
-        1 << 3
+
+    fn results(table: &mut InFlight, links: &[(u32, u64)]) -> Vec<i32> {
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag);
+        let mut cx = Context::from_waker(&waker);
+        links
+            .iter()
+            .map(|(index, user_data)| match table.poll(*index, generation(*user_data), &mut cx) {
+                Poll::Ready(done) => done.result,
+                Poll::Pending => panic!("link {index} not settled"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_completion_settles_a_silent_chain() {
+        let mut table = InFlight::new(8);
+        let links = silent_chain(&mut table, &[13, 13, 4096, 4096]);
+        // Success: only the last link posts a CQE.
+        table.deliver(links[3].1, 4096, 0);
+        assert_eq!(table.settled.len(), 4);
+        table.settled.clear();
+        assert_eq!(results(&mut table, &links), vec![13, 13, 4096, 4096]);
+        assert!(table.is_empty());
+        // A short second link: it posts its CQE, the links after it were skipped.
+        let links = silent_chain(&mut table, &[13, 4096, 4096]);
+        table.deliver(links[1].1, 1000, 0);
+        table.settled.clear();
+        assert_eq!(results(&mut table, &links), vec![13, 1000, -libc::ECANCELED]);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn an_abandoned_silent_chain_frees_itself_on_its_one_completion() {
+        let mut table = InFlight::new(4);
+        let links = silent_chain(&mut table, &[1, 2, 3]);
+        for (index, user_data) in &links {
+            assert!(matches!(table.abandon(*index, generation(*user_data)), Abandoned::Cancel { .. }));
+        }
+        table.deliver(links[0].1, -libc::ECANCELED, 0);
+        assert_eq!(table.settled.len(), 3);
+        assert!(table.settled.iter().all(|settled| matches!(settled, Delivered::Release(_))));
+        table.settled.clear();
+        assert!(table.is_empty());
     }
 }

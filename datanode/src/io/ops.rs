@@ -708,6 +708,8 @@ struct ChainOp {
     /// short transfer).
     wanted: usize,
     pipe_effect: PipeEffect,
+    /// May complete without a CQE (IOSQE_CQE_SKIP_SUCCESS); SEND_ZC may not.
+    skippable: bool,
 }
 
 /// Linked operations (IOSQE_IO_LINK): submitted together, run in order; if one fails or
@@ -789,7 +791,9 @@ impl<'io> Chain<'io> {
         effect: PipeEffect,
     ) {
         assert!(self.len < CHAIN_OPS_MAX, "a chain links at most {CHAIN_OPS_MAX} ops");
-        self.ops[self.len] = Some(ChainOp { name, sqe, holds, wanted, pipe_effect: effect });
+        assert!(wanted <= i32::MAX as usize);
+        let skippable = name != "send_zc";
+        self.ops[self.len] = Some(ChainOp { name, sqe, holds, wanted, pipe_effect: effect, skippable });
         self.len += 1;
     }
 
@@ -862,10 +866,16 @@ impl<'io> Chain<'io> {
     }
 
     /// Submits the chain and waits for every op. Dropping the future cancels what is left.
+    ///
+    /// Unless it holds a SEND_ZC, every link but the last carries IOSQE_CQE_SKIP_SUCCESS:
+    /// the whole chain then posts one CQE (the last link's, or the failed link's), which
+    /// wakes this task once instead of once per link.
     pub async fn submit(mut self) -> ChainResults {
         assert!(self.len > 0, "empty chain");
         let io = self.io;
         let count = self.len;
+        let silent = self.ops[..count].iter().flatten().all(|op| op.skippable);
+        let mut indices = [0u32; CHAIN_OPS_MAX];
         let mut names = [""; CHAIN_OPS_MAX];
         let mut wanted = [0; CHAIN_OPS_MAX];
         let mut effects: [Option<PipeEffect>; CHAIN_OPS_MAX] = [const { None }; CHAIN_OPS_MAX];
@@ -880,13 +890,22 @@ impl<'io> Chain<'io> {
             for index in 0..count {
                 let op = self.ops[index].take().expect("queued op");
                 let (entry, user_data) = table.insert(op.name, op.holds).expect("vacancy checked");
-                let link = if index + 1 < count { squeue::Flags::IO_LINK } else { squeue::Flags::empty() };
+                let link = match (index + 1 < count, silent) {
+                    (true, true) => squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS,
+                    (true, false) => squeue::Flags::IO_LINK,
+                    (false, _) => squeue::Flags::empty(),
+                };
                 sqes[index] = op.sqe.user_data(user_data).flags(link);
+                indices[index] = entry;
                 names[index] = op.name;
                 wanted[index] = op.wanted;
                 effects[index] = Some(op.pipe_effect);
                 pending[index] =
                     Some(Submitted { io, index: entry, generation: (user_data >> 32) as u32, done: false });
+            }
+            if silent {
+                let silent_results: [i32; CHAIN_OPS_MAX] = std::array::from_fn(|index| wanted[index] as i32);
+                table.link_silent_chain(&indices[..count], &silent_results[..count]);
             }
             Poll::Ready(())
         })

@@ -296,13 +296,20 @@ impl RingCore {
             // The op they aimed at reports its own outcome.
             return;
         }
-        let delivered = self.inflight.borrow_mut().deliver(user_data, result, flags);
-        match delivered {
-            Delivered::Nothing => {}
-            Delivered::Wake(waker) => waker.wake(),
-            // Dropped outside the borrow: releasing a fixed file or a slot may wake tasks.
-            Delivered::Release(holds) => drop(holds),
+        let mut settled = {
+            let mut table = self.inflight.borrow_mut();
+            table.deliver(user_data, result, flags);
+            std::mem::take(&mut table.settled)
+        };
+        // Outside the borrow: releasing a fixed file or a slot may wake tasks.
+        for delivered in settled.drain(..) {
+            match delivered {
+                Delivered::Nothing => {}
+                Delivered::Wake(waker) => waker.wake(),
+                Delivered::Release(holds) => drop(holds),
+            }
         }
+        self.inflight.borrow_mut().settled = settled; // Keep the capacity.
     }
 
     /// The future of an op was dropped: cancel it if the kernel still has it.

@@ -8,11 +8,11 @@
 //!                         receiver + ack responder, BLOCK_CHECKSUM, TRANSFER_BLOCK
 //! ```
 //!
-//! Reads: each packet's header is encoded into a registered control slot, its CRCs are
-//! read there from the `.meta` with READ_FIXED, the data goes file -> pooled pipe ->
-//! socket with two SPLICEs; a batch of packets is one linked chain (one submission).
-//! [`ReadMode::ReadFixedSendZc`] instead reads the data into a registered packet slot and
-//! sends it with SEND_ZC (measured slower over loopback; see [`ReadMode`]).
+//! Reads: each packet's header is encoded into a registered packet slot, its CRCs and
+//! data are read right after it with READ_FIXED (from the `.meta` and the block file) and
+//! the whole packet leaves with one SEND_ZC; 8 packets are one linked chain (one
+//! submission). [`ReadMode::Splice`] (header + CRCs from a control slot, data file ->
+//! pooled pipe -> socket) measured slower: see [`ReadMode`].
 //!
 //! Writes: a packet is received straight into a registered packet slot; the same slot
 //! is sent to the mirror and written to the block and meta files with WRITE_FIXED (the
@@ -96,12 +96,11 @@ pub fn serve_with(
     let stops: Vec<Signal> = (0..rings).map(|_| Signal::new()).collect();
     let (ready_sender, ready_receiver) = mpsc::channel();
     let mut threads = Vec::with_capacity(rings - 1);
-    for index in 1..rings {
-        let (ctx, options, stop, ready) =
-            (ctx.clone(), options.clone(), stops[index].clone(), ready_sender.clone());
+    for (index, stop) in stops.iter().enumerate().skip(1) {
+        let (options, stop, ready) = (options.clone(), stop.clone(), ready_sender.clone());
         let thread = std::thread::Builder::new()
             .name(format!("dn-uring-{index}"))
-            .spawn(move || ring_thread(index, ctx, &options, stop, ready))
+            .spawn(move || ring_thread((index, rings), &options, stop, ready))
             .map_err(|source| EngineError::Io { action: "spawn a ring thread", source })?;
         threads.push(thread);
     }
@@ -115,7 +114,7 @@ pub fn serve_with(
             Err(_) => failure = Some("a ring thread died during setup".to_string()),
         }
     }
-    let outcome = match failure.map_or_else(|| new_runtime(0, &options), Err) {
+    let outcome = match failure.map_or_else(|| new_runtime(0, rings, &options), Err) {
         Ok(runtime) => {
             let io = runtime.io().clone();
             let accept = accept_loop(io, listener, ctx, options.clone(), remotes);
@@ -136,14 +135,14 @@ pub fn serve_with(
     outcome
 }
 
-/// Creates ring `index` on the calling thread, pinned to a core.
-fn new_runtime(index: usize, options: &UringOptions) -> Result<Runtime, String> {
+/// Creates ring `index` of `rings` on the calling thread, pinned to a core.
+fn new_runtime(index: usize, rings: usize, options: &UringOptions) -> Result<Runtime, String> {
     let pinned = io::pin_current_thread(index);
     let runtime = Runtime::new(&options.ring).map_err(|error| format!("ring {index}: {error}"))?;
     if index == 0 {
         let io = runtime.io();
         info!(
-            rings = options.ring_count(),
+            rings,
             setup = %io.setup_report(),
             kernel = %io.capabilities(),
             read_mode = ?options.read_mode,
@@ -158,8 +157,8 @@ fn new_runtime(index: usize, options: &UringOptions) -> Result<Runtime, String> 
 
 type Ready = mpsc::Sender<(usize, Result<Remote, String>)>;
 
-fn ring_thread(index: usize, ctx: Arc<DataNodeContext>, options: &UringOptions, stop: Signal, ready: Ready) {
-    let runtime = match new_runtime(index, options) {
+fn ring_thread((index, rings): (usize, usize), options: &UringOptions, stop: Signal, ready: Ready) {
+    let runtime = match new_runtime(index, rings, options) {
         Ok(runtime) => runtime,
         Err(reason) => {
             let _ = ready.send((index, Err(reason)));
@@ -167,7 +166,6 @@ fn ring_thread(index: usize, ctx: Arc<DataNodeContext>, options: &UringOptions, 
         }
     };
     let _ = ready.send((index, Ok(runtime.remote())));
-    drop(ctx); // Connections bring their own handle.
     runtime.block_on(stop.raised());
 }
 
