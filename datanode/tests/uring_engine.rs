@@ -122,6 +122,33 @@ fn both_read_modes_send_the_same_bytes() {
 }
 
 #[test]
+fn a_client_hanging_up_mid_read_leaves_the_node_serving() {
+    if !uring_available() {
+        return;
+    }
+    for mode in [ReadMode::ReadFixedSendZc, ReadMode::Splice, ReadMode::ReadFixedSend] {
+        let node = UringNode::start(|options| {
+            options.read_mode = mode;
+            options.rings = 1;
+        });
+        let data = pattern(8 * MIB, 5);
+        write_block(&[node.addr], 5, &data, 64_512);
+        // Like snakebite or `-head`: take the first bytes and hang up mid-chain, many times
+        // (a cancelled SEND_ZC link still gets its notification after its result).
+        for _ in 0..20 {
+            let mut client = DtpClient::connect(node.addr);
+            client.send_op(OpRequest::ReadBlock(read_op(5, 1001, 0, data.len() as u64)));
+            assert_eq!(client.response().status, Status::Success as i32);
+            let mut first = [0u8; 1000];
+            std::io::Read::read_exact(&mut client.reader, &mut first).unwrap();
+            drop(client);
+        }
+        // The node still serves every byte.
+        assert!(read_block(node.addr, 5, 0, data.len() as u64).unwrap() == data, "{mode:?}");
+    }
+}
+
+#[test]
 fn a_pipeline_forwarding_with_send_zc_stores_every_replica() {
     if !uring_available() {
         return;

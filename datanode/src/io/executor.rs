@@ -280,7 +280,13 @@ impl Drop for Runtime {
             // than reused) before failing loudly.
             std::mem::forget(shared.control.clone());
             std::mem::forget(shared.packets.clone());
-            panic!("ring dropped with {} ops still in flight after cancel: {pending:?}", pending.len());
+            let count = pending.len();
+            if std::thread::panicking() {
+                // A second panic would abort the process; the first one is already on its way.
+                tracing::error!(count, ?pending, "ring dropped with ops still in flight; arenas leaked");
+                return;
+            }
+            panic!("ring dropped with {count} ops still in flight after cancel: {pending:?}");
         }
         assert!(shared.core.inflight.borrow().is_empty(), "in-flight table not empty after drain");
     }

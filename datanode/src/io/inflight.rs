@@ -103,8 +103,12 @@ struct Entry {
     holds: Holds,
     waker: Option<Waker>,
     result: i32,
-    /// The result CQE said a SEND_ZC notification follows.
+    /// The op's result CQE has arrived.
+    result_seen: bool,
+    /// The result CQE said a SEND_ZC notification follows, and it has not come yet.
     awaiting_notification: bool,
+    /// A SEND_ZC notification arrived (possibly before the result).
+    notification_seen: bool,
     /// Neighbours in a chain submitted with IOSQE_CQE_SKIP_SUCCESS on every link but the
     /// last: only one CQE arrives for the whole chain, and it settles the others.
     chain_prev: u32,
@@ -144,6 +148,8 @@ pub(crate) struct InFlight {
     pub(crate) settled: Vec<Delivered>,
     /// Notifications that said the kernel copied a SEND_ZC payload.
     pub(crate) zc_copied_count: u64,
+    /// Notifications that came after their op was settled (see `deliver`).
+    pub(crate) stray_notification_count: u64,
 }
 
 impl InFlight {
@@ -157,7 +163,9 @@ impl InFlight {
                 holds: Holds::default(),
                 waker: None,
                 result: 0,
+                result_seen: false,
                 awaiting_notification: false,
+                notification_seen: false,
                 chain_prev: NO_LINK,
                 chain_next: NO_LINK,
                 silent_result: 0,
@@ -170,6 +178,7 @@ impl InFlight {
             waiters: Vec::with_capacity(64),
             settled: Vec::with_capacity(super::limits::CHAIN_OPS_MAX),
             zc_copied_count: 0,
+            stray_notification_count: 0,
         }
     }
 
@@ -201,7 +210,9 @@ impl InFlight {
         entry.holds = holds;
         entry.waker = None;
         entry.result = 0;
+        entry.result_seen = false;
         entry.awaiting_notification = false;
+        entry.notification_seen = false;
         entry.chain_prev = NO_LINK;
         entry.chain_next = NO_LINK;
         entry.silent_result = 0;
@@ -237,22 +248,36 @@ impl InFlight {
         assert!(self.settled.is_empty(), "settled completions not collected");
         let (index, generation) = split_user_data(user_data);
         let entry = &mut self.entries[index as usize];
-        assert_eq!(entry.generation, generation, "stale completion for entry {index} ({})", entry.op);
-        assert!(matches!(entry.state, State::Pending | State::Ignored), "{} completed twice", entry.op);
         if io_uring::cqueue::notif(flags) {
-            assert!(entry.awaiting_notification, "{}: unexpected zero-copy notification", entry.op);
-            entry.awaiting_notification = false;
+            // A notification can outlive its op's entry: a SEND_ZC cancelled as a link
+            // follower completes with -ECANCELED and no F_MORE, and the kernel still posts
+            // its notification afterwards. By then the entry may be settled, collected or
+            // reused; a send that never ran pinned no pages, so the notification is dropped.
+            let live =
+                entry.generation == generation && matches!(entry.state, State::Pending | State::Ignored);
+            if !live {
+                self.stray_notification_count += 1;
+                return;
+            }
             if result as u32 & NOTIF_USAGE_ZC_COPIED != 0 {
                 self.zc_copied_count += 1;
             }
+            entry.notification_seen = true;
+            if !entry.result_seen || !entry.awaiting_notification {
+                return; // The result (still to come) settles it.
+            }
+            entry.awaiting_notification = false;
         } else {
+            assert_eq!(entry.generation, generation, "stale completion for entry {index} ({})", entry.op);
+            assert!(matches!(entry.state, State::Pending | State::Ignored), "{} completed twice", entry.op);
             entry.result = result;
+            entry.result_seen = true;
             // For SEND_ZC, F_MORE on the result means the buffer is still in use until a
             // notification CQE arrives; we use no multishot ops, so it means nothing else.
-            entry.awaiting_notification = io_uring::cqueue::more(flags);
-        }
-        if entry.awaiting_notification {
-            return;
+            entry.awaiting_notification = io_uring::cqueue::more(flags) && !entry.notification_seen;
+            if entry.awaiting_notification {
+                return;
+            }
         }
         let (mut previous, mut next) = (entry.chain_prev, entry.chain_next);
         let failed = entry.result != entry.silent_result;
@@ -414,6 +439,37 @@ mod tests {
         assert!(matches!(table.settled.pop(), Some(Delivered::Release(_))));
         assert!(table.is_empty());
         assert_eq!(table.zc_copied_count, 1);
+    }
+
+    #[test]
+    fn a_cancelled_send_zc_settles_on_its_result_and_its_late_notification_is_dropped() {
+        let mut table = InFlight::new(1);
+        let (index, user_data) = table.insert("send_zc", Holds::default()).unwrap();
+        // A link follower cancelled after an earlier link failed: -ECANCELED, no F_MORE.
+        table.deliver(user_data, -libc::ECANCELED, 0);
+        assert!(matches!(table.settled.pop(), Some(Delivered::Nothing)));
+        let flag = Arc::new(Flag(false.into()));
+        let waker = Waker::from(flag);
+        let mut cx = Context::from_waker(&waker);
+        let Poll::Ready(done) = table.poll(index, generation(user_data), &mut cx) else { panic!() };
+        assert_eq!(done.result, -libc::ECANCELED);
+        // ... and its notification still arrives, after the entry was collected (and reused).
+        let (_, reused) = table.insert("recv", Holds::default()).unwrap();
+        table.deliver(user_data, 0, CQE_F_NOTIF);
+        assert!(table.settled.is_empty());
+        assert_eq!(table.stray_notification_count, 1);
+        table.deliver(reused, 5, 0);
+        assert_eq!(table.settled.len(), 1, "the reused entry is unaffected");
+    }
+
+    #[test]
+    fn a_notification_before_its_result_is_remembered() {
+        let mut table = InFlight::new(1);
+        let (_, user_data) = table.insert("send_zc", Holds::default()).unwrap();
+        table.deliver(user_data, 0, CQE_F_NOTIF);
+        assert!(table.settled.is_empty());
+        table.deliver(user_data, 4096, CQE_F_MORE);
+        assert_eq!(table.settled.len(), 1, "settled: the notification already came");
     }
 
     /// Inserts a silent chain of `wanted.len()` links; returns (index, user_data) per link.

@@ -66,14 +66,20 @@ pub const CONTROL_SLOTS_PER_CONNECTION: usize = 8;
 /// Fixed-file slots one connection uses at once: the block file and its `.meta`.
 pub const FIXED_FILES_PER_CONNECTION: usize = 2;
 
+/// Replicas one ring may have open at once (reads and writes). A write holds its files for
+/// the whole block, so this is sized well past the connection budget: a slow writer must
+/// not make readers wait for a slot. A sparse table costs the kernel 8 bytes per slot.
+pub const OPEN_REPLICAS_PER_RING_MAX: usize = 512;
+
 /// Default packet slots per ring: 64 connections x 4 = 256 slots = 32 MiB pinned per ring.
 pub const PACKET_SLOT_COUNT_DEFAULT: usize = CONNECTIONS_PER_RING_DEFAULT * PACKET_SLOTS_PER_CONNECTION;
 
 /// Default control slots per ring: 64 connections x 8 = 512 slots = 2 MiB.
 pub const CONTROL_SLOT_COUNT_DEFAULT: usize = CONNECTIONS_PER_RING_DEFAULT * CONTROL_SLOTS_PER_CONNECTION;
 
-/// Default fixed-file slots per ring.
-pub const FIXED_FILE_COUNT_DEFAULT: usize = CONNECTIONS_PER_RING_DEFAULT * FIXED_FILES_PER_CONNECTION;
+/// Default fixed-file slots per ring (capped at RLIMIT_NOFILE when the ring is built,
+/// which the kernel requires of a file table).
+pub const FIXED_FILE_COUNT_DEFAULT: usize = OPEN_REPLICAS_PER_RING_MAX * FIXED_FILES_PER_CONNECTION;
 
 /// Default pipes per ring: one per concurrently served splice read. Pooled because a pipe
 /// per connection hits `pipe-user-pages-soft` near 1,024 connections.

@@ -70,7 +70,7 @@ impl Io {
         let packets = BufferArena::new(PACKET_SLOT_SIZE, config.packet_slot_count, BUFFER_INDEX_PACKET);
         let core = RingCore::new(config, &[control.iovec(), packets.iovec()])?;
         let capabilities = probe_ring(&core);
-        let files = FixedFiles::new(core.uring.clone(), config.fixed_file_count);
+        let files = FixedFiles::new(core.uring.clone(), core.setup.fixed_file_count);
         let pipes = PipePool::new(config.pipe_count, config.pipe_size_bytes).map_err(|errno| {
             RingError::Pipes { count: config.pipe_count, size_bytes: config.pipe_size_bytes, errno }
         })?;

@@ -108,6 +108,8 @@ pub struct SetupReport {
     /// One line per refused configuration: "DEFER_TASKRUN: EINVAL (needs Linux 6.1)".
     pub fallbacks: Vec<String>,
     pub registered_ring_fd: bool,
+    /// Slots of the fixed-file table actually registered.
+    pub fixed_file_count: usize,
 }
 
 /// The setups tried in order: the first the kernel accepts wins.
@@ -134,7 +136,7 @@ fn build_ring(config: &RingConfig) -> Result<(IoUring, SetupReport), Unavailable
         }
         match builder.build(config.submission_entries) {
             Ok(ring) => {
-                let report = SetupReport { flags, fallbacks, registered_ring_fd: false };
+                let report = SetupReport { flags, fallbacks, registered_ring_fd: false, fixed_file_count: 0 };
                 return Ok((ring, report));
             }
             Err(error) if error.raw_os_error() == Some(libc::EINVAL) && index + 1 < SETUPS.len() => {
@@ -146,6 +148,17 @@ fn build_ring(config: &RingConfig) -> Result<(IoUring, SetupReport), Unavailable
     unreachable!("the last setup has no flags and either succeeds or returns an error")
 }
 
+/// RLIMIT_NOFILE's soft limit (at least 1).
+fn nofile_limit() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass and touches nothing else.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 {
+        return 1024; // The traditional default, should the call ever fail.
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX).max(1)
+}
+
 /// Counters that show batching at work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RingStats {
@@ -153,6 +166,8 @@ pub struct RingStats {
     pub enter_calls: u64,
     pub completions: u64,
     pub zc_copied: u64,
+    /// SEND_ZC notifications that arrived after their op was settled.
+    pub stray_notifications: u64,
 }
 
 pub(crate) struct RingCore {
@@ -179,9 +194,18 @@ impl RingCore {
             }
             .into());
         }
-        uring.submitter().register_files_sparse(config.fixed_file_count as u32).map_err(|error| {
+        // The kernel refuses a file table larger than RLIMIT_NOFILE (EMFILE).
+        let nofile = nofile_limit();
+        let fixed_file_count = config.fixed_file_count.min(nofile);
+        if fixed_file_count < config.fixed_file_count {
+            setup.fallbacks.push(format!(
+                "{} fixed-file slots: RLIMIT_NOFILE is {nofile}, table cut to that",
+                config.fixed_file_count
+            ));
+        }
+        uring.submitter().register_files_sparse(fixed_file_count as u32).map_err(|error| {
             RingError::RegisterFiles {
-                count: config.fixed_file_count,
+                count: fixed_file_count,
                 errno: Errno(error.raw_os_error().unwrap_or(0)),
             }
         })?;
@@ -190,6 +214,7 @@ impl RingCore {
             Ok(()) => setup.registered_ring_fd = true,
             Err(error) => setup.fallbacks.push(format!("register_ring_fd: {error}")),
         }
+        setup.fixed_file_count = fixed_file_count;
         Ok(RingCore {
             uring: Rc::new(uring),
             inflight: RefCell::new(InFlight::new(config.in_flight_max)),
@@ -200,7 +225,9 @@ impl RingCore {
 
     pub(crate) fn stats(&self) -> RingStats {
         let mut stats = self.stats.get();
-        stats.zc_copied = self.inflight.borrow().zc_copied_count;
+        let table = self.inflight.borrow();
+        stats.zc_copied = table.zc_copied_count;
+        stats.stray_notifications = table.stray_notification_count;
         stats
     }
 
