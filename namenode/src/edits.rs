@@ -164,7 +164,7 @@ fn put_block(enc: &mut Encoder, block: &BlockRecord) {
 
 fn get_block(dec: &mut Decoder<'_>) -> Result<BlockRecord, CodecError> {
     Ok(BlockRecord {
-        id: BlockId(dec.varint("block id")?),
+        id: BlockId(dec.varint_max("block id", crate::ids::BLOCK_ID_MAX)?),
         gen_stamp: dec.varint("generation stamp")?,
         num_bytes: dec.varint("block length")?,
     })

@@ -19,6 +19,11 @@ pub const FIRST_INODE_ID: u64 = 16386;
 /// The first block id of a fresh namespace (SequentialBlockIdGenerator.LAST_RESERVED_BLOCK_ID + 1).
 pub const FIRST_BLOCK_ID: u64 = 1_073_741_825;
 
+/// The largest block id a namespace may hold: Java's block ids are signed longs, and
+/// contiguous (non-erasure-coded) blocks are the non-negative ones. Bounding ids here keeps
+/// `id + 1` (the next id to allocate) from overflowing when an image or edit is damaged.
+pub const BLOCK_ID_MAX: u64 = i64::MAX as u64 - 1;
+
 /// The first generation stamp of a fresh namespace (GenerationStamp.LAST_RESERVED_STAMP + 1).
 pub const FIRST_GEN_STAMP: u64 = 1001;
 

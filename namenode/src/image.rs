@@ -221,7 +221,7 @@ fn decode_image_body_version(body: &[u8], version: u32) -> Result<ImageContents,
             records.reserve(block_count);
             for _ in 0..block_count {
                 records.push(BlockRecord {
-                    id: BlockId(dec.varint("block id")?),
+                    id: BlockId(dec.varint_max("block id", crate::ids::BLOCK_ID_MAX)?),
                     gen_stamp: dec.varint("generation stamp")?,
                     num_bytes: dec.varint("block length")?,
                 });
