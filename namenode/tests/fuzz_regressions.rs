@@ -8,7 +8,7 @@ use ringfs_namenode::image::decode_image_body;
 #[test]
 fn image_with_block_id_max_is_refused() {
     let body = include_bytes!("data/image-block-id-max.bin");
-    let error = decode_image_body(body).err().expect("a block id beyond BLOCK_ID_MAX is refused");
+    let Err(error) = decode_image_body(body) else { panic!("a block id beyond BLOCK_ID_MAX is refused") };
     assert!(error.to_string().contains("block id"), "{error}");
 }
 
