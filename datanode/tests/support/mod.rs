@@ -267,11 +267,11 @@ pub fn read_on(
     block_id: u64,
     offset: u64,
     len: u64,
-) -> Result<Vec<u8>, BlockOpResponseProto> {
+) -> Result<Vec<u8>, Box<BlockOpResponseProto>> {
     client.send_op(OpRequest::ReadBlock(read_op(block_id, 1001, offset, len)));
     let response = client.response();
     if response.status != Status::Success as i32 {
-        return Err(response);
+        return Err(Box::new(response));
     }
     let info = response.read_op_checksum_info.expect("readOpChecksumInfo");
     let bpc = u64::from(info.checksum.bytes_per_checksum);
@@ -319,6 +319,6 @@ pub fn read_block(
     block_id: u64,
     offset: u64,
     len: u64,
-) -> Result<Vec<u8>, BlockOpResponseProto> {
+) -> Result<Vec<u8>, Box<BlockOpResponseProto>> {
     read_on(&mut DtpClient::connect(addr), block_id, offset, len)
 }
