@@ -162,7 +162,7 @@ impl FileWriter {
                 namenode.add_block(&self.path, self.previous.clone(), &excluded, self.file_id).await?;
             let setup = PipelineSetup {
                 located: &located,
-                client_name: namenode.client_name(),
+                namenode,
                 stage: PipelineStage::Create,
                 checksum: self.checksum,
                 latest_generation_stamp: 0,
@@ -209,7 +209,7 @@ impl FileWriter {
         };
         let setup = PipelineSetup {
             located: &setup_block,
-            client_name: namenode.client_name(),
+            namenode,
             stage: PipelineStage::Append,
             checksum: self.checksum,
             latest_generation_stamp: new_gs,

@@ -244,3 +244,28 @@ async fn the_lease_renewer_keeps_a_slow_writer_alive() {
     assert_eq!(client.status("/slow").await.unwrap().length, 2 * first.len() as u64);
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_survive_a_datanode_dying_mid_block() {
+    let victims: Vec<usize> = match std::env::var("RINGFS_TEST_VICTIM") {
+        Ok(v) => vec![v.parse().unwrap()],
+        Err(_) => vec![0, 1, 2],
+    };
+    for victim in victims {
+        let mut cluster = MiniCluster::start(3, 4 * BLOCK_SIZE).await;
+        let client = cluster.client().await;
+        let data = pattern(6 * BLOCK_SIZE as usize + 777, victim as u64);
+        let (before, after) = data.split_at(BLOCK_SIZE as usize + 5000);
+        let mut writer = client.create("/survivor", true, None, None).await.unwrap();
+        writer.write_all(before).await.unwrap();
+        writer.hflush().await.unwrap();
+        // Whichever position the stopped node has in the pipeline, the write goes on.
+        cluster.stop_datanode(victim).await;
+        writer.write_all(after).await.unwrap();
+        writer.close().await.unwrap();
+        let status = client.status("/survivor").await.unwrap();
+        assert_eq!(status.length, data.len() as u64, "victim {victim}");
+        assert!(client.read_file("/survivor").await.unwrap() == data, "victim {victim}: contents differ");
+        cluster.stop().await;
+    }
+}

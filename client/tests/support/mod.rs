@@ -37,6 +37,10 @@ impl MiniCluster {
 
     /// As [`MiniCluster::start`], with extra configuration for every server.
     pub async fn start_with(datanodes: usize, block_size: u64, settings: &[(&str, &str)]) -> MiniCluster {
+        // RUST_LOG=ringfs_client=debug shows what the client and servers did.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         let index = NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ringfs-client-test-{}-{index}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
