@@ -16,4 +16,6 @@ fi
 # Multi-process cluster tests share two cores: run test binaries one at a time, tests
 # inside a binary two at a time.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-cargo test --workspace --all-targets "$@"
+# Library, binary and integration tests; benches are compiled by `cargo clippy
+# --all-targets` in CI and run by `cargo bench`.
+cargo test --workspace --lib --bins --tests "$@"
