@@ -181,7 +181,13 @@ impl Shell {
         config.working_dir = Some(self.cwd.clone());
         config.verify_checksum = self.verify_checksum;
         let client = DfsClient::connect(config).await.map_err(|e| {
-            ShellError::Message(format!("Call to {authority} failed on connection exception: {e}"))
+            let cause = match &e {
+                DfsError::Rpc { source: ringfs_rpc::RpcError::Connect { source, .. }, .. } => {
+                    source.to_string()
+                }
+                other => other.to_string(),
+            };
+            ShellError::Message(format!("Call to {authority} failed on connection exception: {cause}"))
         })?;
         self.clients.insert(authority.to_string(), client.clone());
         Ok(client)
