@@ -43,6 +43,9 @@ pub struct CeilingPlan {
     /// Size of the page-cached file behind the sendfile and page-cache tests.
     pub cached_file_bytes: u64,
     pub crc_duration: Duration,
+    /// Each ceiling is measured this many times and the best kept: a ceiling is what the
+    /// machine can do, and a shared machine's noise only ever pulls it down.
+    pub repeats: usize,
     /// Directory on the file system the datanodes store blocks on.
     pub dir: PathBuf,
 }
@@ -98,26 +101,28 @@ impl Ceilings {
 pub fn measure(plan: &CeilingPlan, progress: &Progress) -> Result<Ceilings> {
     std::fs::create_dir_all(&plan.dir).with_context(|| format!("create {}", plan.dir.display()))?;
     let cached = tempfile::NamedTempFile::new_in(&plan.dir).context("create page-cache test file")?;
+    let repeats = plan.repeats.max(1);
     let bar = progress.spinner("ceilings: tcp copy");
-    let tcp_copy = tcp_copy(plan.tcp_duration)?;
+    let tcp_copy = best_of(repeats, || tcp_copy(plan.tcp_duration))?;
     bar.set_message("ceilings: writing the page-cached file");
     fill_cached_file(cached.path(), plan.cached_file_bytes)?;
     bar.set_message("ceilings: tcp sendfile");
-    let tcp_sendfile = tcp_sendfile(cached.path(), plan.cached_file_bytes, plan.tcp_duration)?;
+    let tcp_sendfile =
+        best_of(repeats, || tcp_sendfile(cached.path(), plan.cached_file_bytes, plan.tcp_duration))?;
     bar.set_message("ceilings: page-cache read");
-    let page_cache_read = page_cache_read(cached.path(), plan.tcp_duration)?;
+    let page_cache_read = best_of(repeats, || page_cache_read(cached.path(), plan.tcp_duration))?;
     drop(cached);
     bar.set_message("ceilings: O_DIRECT write");
     let direct = tempfile::NamedTempFile::new_in(&plan.dir).context("create O_DIRECT test file")?;
-    let disk_write_direct =
-        direct_io(direct.path(), plan.disk_bytes, plan.disk_queue_depth, Direction::Write)?;
+    let (bytes, depth) = (plan.disk_bytes, plan.disk_queue_depth);
+    let disk_write_direct = best_of(repeats, || direct_io(direct.path(), bytes, depth, Direction::Write))?;
     bar.set_message("ceilings: O_DIRECT read");
-    let disk_read_direct = direct_io(direct.path(), plan.disk_bytes, plan.disk_queue_depth, Direction::Read)?;
+    let disk_read_direct = best_of(repeats, || direct_io(direct.path(), bytes, depth, Direction::Read))?;
     drop(direct);
     bar.set_message("ceilings: crc32c");
-    let crc32c_per_core = crc32c(1, plan.crc_duration);
+    let crc32c_per_core = best_of(repeats, || Ok(crc32c(1, plan.crc_duration)))?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let crc32c_all_cores = crc32c(cores, plan.crc_duration);
+    let crc32c_all_cores = best_of(repeats, || Ok(crc32c(cores, plan.crc_duration)))?;
     bar.finish_and_clear();
     Ok(Ceilings {
         tcp_copy,
@@ -128,6 +133,21 @@ pub fn measure(plan: &CeilingPlan, progress: &Progress) -> Result<Ceilings> {
         crc32c_per_core,
         crc32c_all_cores,
     })
+}
+
+/// The best of `repeats` measurements, its method noting every figure seen.
+fn best_of(repeats: usize, mut measure: impl FnMut() -> Result<Ceiling>) -> Result<Ceiling> {
+    let mut runs = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        runs.push(measure()?);
+    }
+    let seen: Vec<String> = runs.iter().map(|c| format!("{:.2}", c.bytes_per_sec / 1e9)).collect();
+    let mut best =
+        runs.into_iter().max_by(|a, b| a.bytes_per_sec.total_cmp(&b.bytes_per_sec)).expect("repeats >= 1");
+    if seen.len() > 1 {
+        best.method = format!("{}; best of {} GB/s", best.method, seen.join(", "));
+    }
+    Ok(best)
 }
 
 /// Reads everything from `stream`, returning the byte count and the time from the first
@@ -350,6 +370,7 @@ mod tests {
             disk_queue_depth: 2,
             cached_file_bytes: 4 * 1024 * 1024,
             crc_duration: Duration::from_millis(50),
+            repeats: 2,
             dir: dir.path().to_path_buf(),
         };
         let ceilings = measure(&plan, &Progress::hidden()).unwrap();

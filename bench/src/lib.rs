@@ -16,6 +16,7 @@ pub mod machine;
 pub mod metadata;
 pub mod plan;
 pub mod plots;
+pub mod profile;
 pub mod progress;
 pub mod report;
 pub mod restarts;

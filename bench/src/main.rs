@@ -72,6 +72,10 @@ struct RunArgs {
     /// No progress bars.
     #[arg(long)]
     no_progress: bool,
+    /// Profile the datanodes (each data-path phase) and the namenode (metadata) with
+    /// `perf record -e cpu-clock`; summaries go to <out>/profiles/.
+    #[arg(long)]
+    perf: bool,
 }
 
 fn main() -> ExitCode {
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         engines: args.engines,
         sections,
         progress: !args.no_progress,
+        perf: args.perf,
         command_line: std::env::args().collect(),
     };
     match runner::run(&options) {

@@ -36,11 +36,15 @@ pub struct Plan {
     pub disk_queue_depth: usize,
     pub cached_file_bytes: u64,
     pub crc_duration: Duration,
+    /// Best-of repeats of every ceiling.
+    pub ceiling_repeats: usize,
 
     /// Interleaved rounds of every data-path scenario per engine.
     pub rounds: usize,
     /// The one-stream file (hot/cold reads, positional reads).
     pub stream_file_bytes: u64,
+    /// The one-stream file written through a pipeline of three.
+    pub r3_file_bytes: u64,
     /// Streams of the many-stream scenarios.
     pub many_streams: usize,
     /// Size of each file of the many-stream scenarios.
@@ -61,6 +65,8 @@ pub struct Plan {
 
     /// Single-block files created for the namenode memory figure (and its restart).
     pub memory_files: u64,
+    /// Empty files (create+complete) created after them, for the per-empty-file figure.
+    pub memory_empty_files: u64,
     /// Replicas generated on disk for the datanode restart.
     pub restart_replicas: u64,
     pub restart_replica_bytes: usize,
@@ -70,6 +76,8 @@ pub struct Plan {
     /// Longest any one phase may run before its unfinished work is aborted and counted
     /// as errors: a stuck server costs a bounded time.
     pub phase_limit: Duration,
+    /// The memory phase creates files by the million in `full`: its own limit.
+    pub memory_limit: Duration,
 }
 
 /// Operations per metadata op kind.
@@ -94,8 +102,10 @@ impl Plan {
                 disk_queue_depth: 4,
                 cached_file_bytes: 8 * MIB,
                 crc_duration: Duration::from_millis(100),
+                ceiling_repeats: 1,
                 rounds: 1,
                 stream_file_bytes: 8 * MIB,
+                r3_file_bytes: 4 * MIB,
                 many_streams: 4,
                 many_file_bytes: 2 * MIB,
                 io_size: MIB as usize,
@@ -117,22 +127,26 @@ impl Plan {
                     delete: 100,
                 },
                 memory_files: 50,
+                memory_empty_files: 50,
                 restart_replicas: 200,
                 restart_replica_bytes: 1024,
                 interop_bytes: 4 * MIB,
                 phase_limit: Duration::from_secs(60),
+                memory_limit: Duration::from_secs(60),
             },
             Mode::Quick => Plan {
                 mode,
-                tcp_duration: Duration::from_millis(1500),
-                disk_bytes: GIB,
+                tcp_duration: Duration::from_millis(500),
+                disk_bytes: 512 * MIB,
                 disk_queue_depth: 16,
                 cached_file_bytes: 256 * MIB,
-                crc_duration: Duration::from_millis(700),
+                crc_duration: Duration::from_millis(300),
+                ceiling_repeats: 3,
                 rounds: 1,
-                stream_file_bytes: GIB,
+                stream_file_bytes: 512 * MIB,
+                r3_file_bytes: 256 * MIB,
                 many_streams: 64,
-                many_file_bytes: 8 * MIB,
+                many_file_bytes: 4 * MIB,
                 io_size: MIB as usize,
                 block_size: 128 * MIB,
                 pread_size: 64 * KIB as usize,
@@ -152,20 +166,24 @@ impl Plan {
                     delete: 10_000,
                 },
                 memory_files: 5_000,
+                memory_empty_files: 50_000,
                 restart_replicas: 20_000,
                 restart_replica_bytes: 4096,
                 interop_bytes: 256 * MIB,
-                phase_limit: Duration::from_secs(60),
+                phase_limit: Duration::from_secs(30),
+                memory_limit: Duration::from_secs(60),
             },
             Mode::Full => Plan {
                 mode,
-                tcp_duration: Duration::from_secs(5),
+                tcp_duration: Duration::from_secs(2),
                 disk_bytes: 4 * GIB,
                 disk_queue_depth: 32,
                 cached_file_bytes: GIB,
-                crc_duration: Duration::from_secs(3),
+                crc_duration: Duration::from_secs(1),
+                ceiling_repeats: 3,
                 rounds: 3,
                 stream_file_bytes: GIB,
+                r3_file_bytes: GIB,
                 many_streams: 64,
                 many_file_bytes: 32 * MIB,
                 io_size: MIB as usize,
@@ -187,10 +205,12 @@ impl Plan {
                     delete: 100_000,
                 },
                 memory_files: 1_000_000,
+                memory_empty_files: 1_000_000,
                 restart_replicas: 100_000,
                 restart_replica_bytes: 4096,
                 interop_bytes: GIB,
                 phase_limit: Duration::from_secs(900),
+                memory_limit: Duration::from_secs(3600),
             },
         }
     }

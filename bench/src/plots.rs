@@ -17,6 +17,14 @@ fn engine_color(index: usize) -> RGBColor {
     [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)][index % 4]
 }
 
+/// One CDF line: scenarios share a colour, engines after the first are dashed.
+struct Curve<'a> {
+    label: String,
+    group: String,
+    dashed: bool,
+    summary: &'a LatencySummary,
+}
+
 /// Writes every plot the results have data for; returns the file names written.
 pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<String>> {
     let mut written = Vec::new();
@@ -24,41 +32,56 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<String>> {
         throughput(results, &dir.join("throughput.svg"))?;
         written.push("throughput.svg".to_string());
     }
-    let mut data_curves: Vec<(String, &LatencySummary)> = results
+    let first_engine = results.meta.engines.first().cloned().unwrap_or_default();
+    let curve = |name: &str, engine: &str, summary| Curve {
+        label: format!("{name} [{engine}]"),
+        group: name.to_string(),
+        dashed: engine != first_engine,
+        summary,
+    };
+    let mut reads: Vec<Curve> = results
         .data_path
         .iter()
         .filter(|s| s.round == 0 && s.latency.count > 0 && s.op != "write")
-        .map(|s| (format!("{} [{}]", s.name, s.engine), &s.latency))
+        .map(|s| curve(&s.name, &s.engine, &s.latency))
         .collect();
-    data_curves.extend(
+    reads.extend(
         results
             .connections
             .iter()
             .filter(|c| c.latency.count > 0)
-            .map(|c| (format!("connections_{} [{}]", c.connections, c.engine), &c.latency)),
+            .map(|c| curve(&format!("connections_{}", c.connections), &c.engine, &c.latency)),
     );
-    if !data_curves.is_empty() {
-        latency_cdf(&data_curves, "Read latency per client call (CDF)", &dir.join("latency_cdf_data.svg"))?;
+    if !reads.is_empty() {
+        latency_cdf(
+            &reads,
+            "Read latency per client call (CDF; dashed: second engine)",
+            &dir.join("latency_cdf_data.svg"),
+        )?;
         written.push("latency_cdf_data.svg".to_string());
     }
-    let write_curves: Vec<(String, &LatencySummary)> = results
+    let writes: Vec<Curve> = results
         .data_path
         .iter()
         .filter(|s| s.round == 0 && s.latency.count > 0 && s.op == "write")
-        .map(|s| (format!("{} [{}]", s.name, s.engine), &s.latency))
+        .map(|s| curve(&s.name, &s.engine, &s.latency))
         .collect();
-    if !write_curves.is_empty() {
+    if !writes.is_empty() {
         latency_cdf(
-            &write_curves,
-            "Write latency per 1 MiB client call (CDF)",
+            &writes,
+            "Write latency per client write_all call (CDF; dashed: second engine)",
             &dir.join("latency_cdf_write.svg"),
         )?;
         written.push("latency_cdf_write.svg".to_string());
     }
-    let metadata_curves: Vec<(String, &LatencySummary)> =
-        results.metadata.iter().filter(|m| m.latency.count > 0).map(|m| (m.op.clone(), &m.latency)).collect();
-    if !metadata_curves.is_empty() {
-        latency_cdf(&metadata_curves, "Namenode RPC latency (CDF)", &dir.join("latency_cdf_metadata.svg"))?;
+    let metadata: Vec<Curve> = results
+        .metadata
+        .iter()
+        .filter(|m| m.latency.count > 0)
+        .map(|m| Curve { label: m.op.clone(), group: m.op.clone(), dashed: false, summary: &m.latency })
+        .collect();
+    if !metadata.is_empty() {
+        latency_cdf(&metadata, "Namenode RPC latency (CDF)", &dir.join("latency_cdf_metadata.svg"))?;
         written.push("latency_cdf_metadata.svg".to_string());
     }
     Ok(written)
@@ -152,10 +175,11 @@ fn throughput(results: &Results, path: &Path) -> Result<()> {
 
 /// Latency CDFs on a log latency axis; the y axis counts nines (90%, 99%, 99.9%...) so
 /// the tail gets as much room as the median.
-fn latency_cdf(curves: &[(String, &LatencySummary)], title: &str, path: &Path) -> Result<()> {
+fn latency_cdf(curves: &[Curve], title: &str, path: &Path) -> Result<()> {
     let nines = |q: f64| -(1.0 - q).max(1e-4).log10();
-    let lo = curves.iter().flat_map(|(_, s)| s.cdf.iter().map(|p| p.0)).fold(f64::MAX, f64::min).max(0.001);
-    let hi = curves.iter().flat_map(|(_, s)| s.cdf.iter().map(|p| p.0)).fold(0.0, f64::max).max(lo * 10.0);
+    let points = || curves.iter().flat_map(|c| c.summary.cdf.iter().map(|p| p.0));
+    let lo = points().fold(f64::MAX, f64::min).max(0.001);
+    let hi = points().fold(0.0, f64::max).max(lo * 10.0);
     let height = 560 + 16 * curves.len() as u32;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -179,13 +203,25 @@ fn latency_cdf(curves: &[(String, &LatencySummary)], title: &str, path: &Path) -
             _ => String::new(),
         })
         .draw()?;
-    for (i, (name, summary)) in curves.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = summary.cdf.iter().map(|(ms, q)| (ms.max(lo), nines(*q))).collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+    let mut groups: Vec<&str> = Vec::new();
+    for curve in curves {
+        if !groups.contains(&curve.group.as_str()) {
+            groups.push(&curve.group);
+        }
+        let index = groups.iter().position(|g| *g == curve.group).expect("just added");
+        let color = Palette99::pick(index).to_rgba();
+        let line: Vec<(f64, f64)> = curve.summary.cdf.iter().map(|(ms, q)| (ms.max(lo), nines(*q))).collect();
+        let style = color.stroke_width(2);
+        let drawn = if curve.dashed {
+            chart.draw_series(DashedLineSeries::new(line, 6, 4, style))?
+        } else {
+            chart.draw_series(LineSeries::new(line, style))?
+        };
+        let dashed = curve.dashed;
+        drawn.label(curve.label.clone()).legend(move |(x, y)| {
+            let end = if dashed { x + 7 } else { x + 16 };
+            PathElement::new(vec![(x, y), (end, y)], color.stroke_width(2))
+        });
     }
     chart
         .configure_series_labels()

@@ -70,8 +70,12 @@ fn at_most(
     let verdict = if met {
         format!("met: {} against at most {}", shown(achieved), shown(target))
     } else {
-        let over = if target > 0.0 { (achieved - target) / target * 100.0 } else { f64::INFINITY };
-        format!("MISSED by {over:.1}% over: {} against at most {}", shown(achieved), shown(target))
+        if target > 0.0 {
+            let over = (achieved - target) / target * 100.0;
+            format!("MISSED by {over:.1}% over: {} against at most {}", shown(achieved), shown(target))
+        } else {
+            format!("MISSED: {} against {}", shown(achieved), shown(target))
+        }
     };
     TargetCheck {
         id: id.into(),
@@ -231,13 +235,15 @@ pub fn check_targets(results: &Results, primary: &str) -> Vec<TargetCheck> {
             .map(|o| format!("{}: p99 {:.2} ms, {} errors", o.engine, o.latency.p99_ms, o.errors))
             .collect();
         let detail = format!(
-            "{} busy + {} idle connections, {} reads of {} KiB, p50 {:.2} ms, max {:.2} ms; {}",
+            "{} busy + {} idle connections, {} reads of {} KiB, p50 {:.2} ms, max {:.2} ms, {} connection \
+             attempts dropped by a full accept queue (each costs the client a 1 s SYN retry); {}",
             c.connections,
             c.idle_connections,
             c.reads,
             c.read_bytes / 1024,
             c.latency.p50_ms,
             c.latency.max_ms,
+            c.listen_overflows,
             others.join("; ")
         );
         checks.push(at_most(
@@ -486,12 +492,21 @@ fn sections(results: &Results) -> Vec<Section> {
                         c.latency.p50_ms, c.latency.p90_ms, c.latency.p99_ms, c.latency.max_ms
                     ),
                     c.errors.to_string(),
+                    c.listen_overflows.to_string(),
                 ]
             })
             .collect();
         out.push((
             "Concurrent connections, 64 KiB random reads".to_string(),
-            vec!["engine", "connections", "reads", "reads/s", "p50/p90/p99/max ms", "errors"],
+            vec![
+                "engine",
+                "connections",
+                "reads",
+                "reads/s",
+                "p50/p90/p99/max ms",
+                "errors",
+                "listen overflows",
+            ],
             rows,
         ));
     }
@@ -655,6 +670,30 @@ pub fn markdown(results: &Results) -> String {
         );
         for s in &results.data_path {
             let _ = writeln!(out, "- `{}` round {}: {}", s.name, s.round, cpu_note(s, m.cpus));
+        }
+    }
+    let profiled: Vec<&DataScenario> = results.data_path.iter().filter(|s| s.profile.is_some()).collect();
+    if !profiled.is_empty() || results.metadata_profile.is_some() {
+        out.push_str("\n## Profiles (perf cpu-clock samples of the servers, self time)\n");
+        for s in profiled {
+            let p = s.profile.as_ref().expect("filtered");
+            let _ = write!(
+                out,
+                "\n`{}` [{}] round {} ({}):\n\n```text\n{}\n```\n",
+                s.name,
+                s.engine,
+                s.round,
+                p.file,
+                p.top.join("\n")
+            );
+        }
+        if let Some(p) = &results.metadata_profile {
+            let _ = write!(
+                out,
+                "\nnamenode over the metadata section ({}):\n\n```text\n{}\n```\n",
+                p.file,
+                p.top.join("\n")
+            );
         }
     }
     out.push_str("\n## Plots\n\n- `throughput.svg`: every data-path scenario per engine, with its ceiling.\n- `latency_cdf_data.svg`, `latency_cdf_metadata.svg`: latency CDFs.\n");

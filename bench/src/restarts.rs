@@ -18,7 +18,6 @@ use ringfs_rpc::RpcClient;
 
 use crate::cluster::Cluster;
 use crate::progress::Progress;
-use crate::stats::Latency;
 
 /// How often the pollers ask the namenode.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -36,7 +35,7 @@ pub async fn create_single_block_files(
     concurrency: usize,
     progress: &Progress,
     limit: Duration,
-) -> (u64, u64, Duration, Latency) {
+) -> (u64, u64, Duration, Option<String>) {
     let bar = progress.count("memory: single-block files", count);
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -44,15 +43,14 @@ pub async fn create_single_block_files(
     for _ in 0..concurrency.max(1) {
         let (client, next, root, bar) = (client.clone(), Arc::clone(&next), root.to_string(), bar.clone());
         tasks.push(tokio::spawn(async move {
-            let mut latency = Latency::new();
             let (mut done, mut errors) = (0u64, 0u64);
+            let mut first_error = None;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= count {
                     break;
                 }
                 let path = single_block_path(&root, i);
-                let began = Instant::now();
                 let result = async {
                     let mut writer = client.create(&path, true, Some(1), None).await?;
                     writer.write_all(&[(i % 251) as u8]).await?;
@@ -60,25 +58,27 @@ pub async fn create_single_block_files(
                 }
                 .await;
                 match result {
-                    Ok(()) => {
-                        done += 1;
-                        latency.record(began.elapsed());
+                    Ok(()) => done += 1,
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{path}: {e:#}"));
                     }
-                    Err(_) => errors += 1,
                 }
                 bar.inc(1);
             }
-            (done, errors, latency)
+            (done, errors, first_error)
         }));
     }
     let deadline = tokio::time::Instant::now() + limit;
-    let (mut done, mut errors, mut latency) = (0, 0, Latency::new());
+    let (mut done, mut errors, mut first_error) = (0, 0, None);
     for mut task in tasks {
         match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok((d, e, l))) => {
+            Ok(Ok((d, e, first))) => {
                 done += d;
                 errors += e;
-                latency.merge(&l);
+                if first_error.is_none() {
+                    first_error = first;
+                }
             }
             Ok(Err(_)) => errors += 1,
             Err(_) => {
@@ -88,7 +88,7 @@ pub async fn create_single_block_files(
         }
     }
     bar.finish_and_clear();
-    (done, errors, start.elapsed(), latency)
+    (done, errors, start.elapsed(), first_error)
 }
 
 pub fn single_block_path(root: &str, index: u64) -> String {

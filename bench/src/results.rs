@@ -15,6 +15,8 @@ pub struct Results {
     pub connections: Vec<ConnectionsResult>,
     pub metadata: Vec<MetadataOp>,
     pub memory: Option<MemoryResult>,
+    /// With `--perf`: the namenode's profile over the metadata section.
+    pub metadata_profile: Option<Profile>,
     pub restarts: Restarts,
     pub interop: Vec<InteropResult>,
     pub targets: Vec<TargetCheck>,
@@ -70,6 +72,16 @@ pub struct DataScenario {
     pub ceiling: String,
     pub ceiling_bytes_per_sec: f64,
     pub ratio_to_ceiling: f64,
+    /// With `--perf`: the datanodes' profile summary (file in the output folder) and its
+    /// top lines.
+    pub profile: Option<Profile>,
+}
+
+/// Where the servers' CPU went during a phase (perf cpu-clock samples, self time).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Profile {
+    pub file: String,
+    pub top: Vec<String>,
 }
 
 /// uring against threads for one scenario (medians over rounds).
@@ -103,6 +115,10 @@ pub struct ConnectionsResult {
     pub bytes_per_sec: f64,
     pub latency: LatencySummary,
     pub datanode_cpu_seconds: f64,
+    /// Connection attempts the kernel turned away because a listener's accept queue was
+    /// full, during the phase (host-wide TcpExt ListenOverflows / ListenDrops).
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
 }
 
 /// One NNThroughputBenchmark-style operation.

@@ -31,6 +31,8 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Resolution of /proc CPU accounting (one clock tick): a phase that used less is
 /// counted as one tick, so bytes per CPU-second stays finite.
 const CPU_TICK_S: f64 = 0.01;
+/// Lines of each profile quoted in the report.
+const PROFILE_TOP_LINES: usize = 12;
 /// Shortest time a restart is given, whatever the plan's phase limit.
 const RESTART_LIMIT_MIN: Duration = Duration::from_secs(120);
 /// Concurrent writers of the single-block files of the memory figure.
@@ -60,6 +62,8 @@ pub struct Options {
     pub engines: Vec<String>,
     pub sections: Vec<Section>,
     pub progress: bool,
+    /// Record the servers with `perf` during each phase.
+    pub perf: bool,
     pub command_line: Vec<String>,
 }
 
@@ -100,9 +104,19 @@ pub fn run(options: &Options) -> Result<Results> {
         .with_context(|| format!("create the output directory {}", options.out.display()))?;
     raise_open_file_limit();
     let progress = Progress::new(options.progress);
+    let mut results = Results {
+        meta: crate::machine::meta(options.plan.mode.name(), &options.command_line),
+        ..Results::default()
+    };
+    let mut options = options.clone();
+    if options.perf {
+        if let Err(e) = crate::profile::available() {
+            results.skip("profiles", format!("{e:#}"));
+            options.perf = false;
+        }
+    }
+    let options = &options;
     let plan = &options.plan;
-    let mut results =
-        Results { meta: crate::machine::meta(plan.mode.name(), &options.command_line), ..Results::default() };
 
     if options.wants(Section::Ceilings) {
         let ceiling_plan = CeilingPlan {
@@ -111,10 +125,14 @@ pub fn run(options: &Options) -> Result<Results> {
             disk_queue_depth: plan.disk_queue_depth,
             cached_file_bytes: plan.cached_file_bytes,
             crc_duration: plan.crc_duration,
+            repeats: plan.ceiling_repeats,
             dir: options.scratch.clone(),
         };
         match ceilings::measure(&ceiling_plan, &progress) {
-            Ok(c) => results.ceilings = Some(c),
+            Ok(c) => {
+                log(&progress, "ceilings measured");
+                results.ceilings = Some(c)
+            }
             Err(e) => results.skip("ceilings", format!("{e:#}")),
         }
     } else {
@@ -275,6 +293,12 @@ fn run_cluster_sections(
     let primary = &mut targets[0];
     if options.wants(Section::Metadata) {
         let root = format!("/nnbench/run-{}", std::process::id());
+        let recording = match (options.perf, primary.cluster.namenode_pid) {
+            (true, Some(pid)) => {
+                crate::profile::start(&options.out.join("profiles"), "metadata-namenode", &[pid]).ok()
+            }
+            _ => None,
+        };
         let outcome = runtime.block_on(async {
             let clients =
                 metadata::connect_clients(&primary.cluster.namenode_addr, plan.metadata_clients).await?;
@@ -288,18 +312,45 @@ fn run_cluster_sections(
             )
             .await
         });
+        results.metadata_profile =
+            recording.and_then(|r| r.finish().ok()).map(|path| crate::results::Profile {
+                file: path.strip_prefix(&options.out).unwrap_or(&path).display().to_string(),
+                top: crate::profile::top_lines(&path, PROFILE_TOP_LINES),
+            });
         match outcome {
-            Ok(ops) => results.metadata = ops,
+            Ok(ops) => {
+                for op in &ops {
+                    log(
+                        progress,
+                        &format!(
+                            "metadata {}: {:.0} ops/s, p99 {:.2} ms, {} errors",
+                            op.op, op.ops_per_sec, op.latency.p99_ms, op.errors
+                        ),
+                    );
+                }
+                results.metadata = ops
+            }
             Err(e) => results.skip("metadata", format!("{e:#}")),
         }
     }
+    // Memory and restarts on the last cluster: its namenode has not run the metadata
+    // phases, whose freed memory would hide the growth per file.
+    let last = targets.len() - 1;
+    let fresh = &mut targets[last];
     let mut files_in_namespace = 0;
     let mut probe_path = None;
     if options.wants(Section::Memory) || options.wants(Section::Restarts) {
-        match memory(options, runtime, primary, progress) {
+        match memory(options, runtime, fresh, progress) {
             Ok((memory, probe)) => {
                 files_in_namespace = memory.files + memory.empty_files;
                 probe_path = Some(probe);
+                log(
+                    progress,
+                    &format!(
+                        "memory: {:.0} B per single-block file over {} files, {:.0} B per empty file",
+                        memory.bytes_per_file, memory.files, memory.empty_bytes_per_file
+                    ),
+                );
                 if options.wants(Section::Memory) {
                     results.memory = Some(memory);
                 }
@@ -308,14 +359,20 @@ fn run_cluster_sections(
         }
     }
     if options.wants(Section::Restarts) {
-        if !primary.cluster.is_spawned() {
+        if !fresh.cluster.is_spawned() {
             results.skip("restarts", "restarts need a cluster this run spawned (--spawn)");
         } else {
             let probe = probe_path.unwrap_or_else(|| "/".to_string());
             let restart_limit = plan.phase_limit.max(RESTART_LIMIT_MIN);
             let bar = progress.spinner(&format!("restarts: namenode with {files_in_namespace} files"));
-            match restarts::namenode_restart(&mut primary.cluster, runtime, &probe, restart_limit) {
+            match restarts::namenode_restart(&mut fresh.cluster, runtime, &probe, restart_limit) {
                 Ok((ready, serving)) => {
+                    log(
+                        progress,
+                        &format!(
+                            "namenode restart with {files_in_namespace} files: serving after {serving:.2} s"
+                        ),
+                    );
                     results.restarts.namenode = Some(NamenodeRestart {
                         files: files_in_namespace,
                         seconds_to_ready_line: ready,
@@ -325,12 +382,12 @@ fn run_cluster_sections(
                 }
                 Err(e) => results.skip("restarts.namenode", format!("{e:#}")),
             }
-            if let Err(e) = wait_cluster_whole(runtime, primary) {
+            if let Err(e) = wait_cluster_whole(runtime, fresh) {
                 results.skip("restarts.recovery", format!("{e:#}"));
             }
             bar.set_message(format!("restarts: datanode with {} replicas", plan.restart_replicas));
             match restarts::datanode_restart(
-                &mut primary.cluster,
+                &mut fresh.cluster,
                 runtime,
                 0,
                 plan.restart_replicas,
@@ -338,6 +395,13 @@ fn run_cluster_sections(
                 restart_limit,
             ) {
                 Ok((ready, reported, generated)) => {
+                    log(
+                        progress,
+                        &format!(
+                            "datanode restart with {} replicas: block report after {reported:.2} s",
+                            plan.restart_replicas
+                        ),
+                    );
                     results.restarts.datanode = Some(DatanodeRestart {
                         replicas: plan.restart_replicas,
                         seconds_to_ready_line: ready,
@@ -349,11 +413,12 @@ fn run_cluster_sections(
                 Err(e) => results.skip("restarts.datanode", format!("{e:#}")),
             }
             bar.finish_and_clear();
-            if let Err(e) = wait_cluster_whole(runtime, primary) {
+            if let Err(e) = wait_cluster_whole(runtime, fresh) {
                 results.skip("restarts.recovery", format!("{e:#}"));
             }
         }
     }
+    let primary = &mut targets[0];
     if options.wants(Section::Interop) {
         match interop::client_env() {
             None => results.skip("interop", "real clients not installed (scripts/install-clients.sh)"),
@@ -366,7 +431,10 @@ fn run_cluster_sections(
                     plan.interop_bytes,
                     plan.phase_limit,
                 ) {
-                    Ok(r) => results.interop = r,
+                    Ok(r) => {
+                        log(progress, "interop: real clients measured");
+                        results.interop = r
+                    }
                     Err(e) => results.skip("interop", format!("{e:#}")),
                 }
                 bar.finish_and_clear();
@@ -414,20 +482,30 @@ fn memory(
     let single_root = format!("/bench/memory-{}/single", std::process::id());
     let empty_root = format!("/bench/memory-{}/empty", std::process::id());
     let rss_before = process_rss_bytes(pid)?;
-    let (done, errors, elapsed, _) = runtime.block_on(restarts::create_single_block_files(
+    let (done, errors, elapsed, first_error) = runtime.block_on(restarts::create_single_block_files(
         &target.noverify,
         &single_root,
         plan.memory_files,
         MEMORY_WRITERS,
         progress,
-        plan.phase_limit,
+        plan.memory_limit,
     ));
-    anyhow::ensure!(done > 0, "no single-block file could be created ({errors} errors)");
+    anyhow::ensure!(
+        done > 0,
+        "no single-block file could be created ({errors} errors; first: {})",
+        first_error.unwrap_or_default()
+    );
     let rss_single = process_rss_bytes(pid)?;
     let empty = runtime.block_on(async {
         let clients = metadata::connect_clients(&target.cluster.namenode_addr, plan.metadata_clients).await?;
-        metadata::create_empty_files(&clients, &empty_root, plan.memory_files, progress, plan.phase_limit)
-            .await
+        metadata::create_empty_files(
+            &clients,
+            &empty_root,
+            plan.memory_empty_files,
+            progress,
+            plan.memory_limit,
+        )
+        .await
     })?;
     let rss_empty = process_rss_bytes(pid)?;
     let per = |after: u64, before: u64, files: u64| after.saturating_sub(before) as f64 / files.max(1) as f64;
@@ -618,7 +696,7 @@ fn run_step(
             "one stream writes one file, replication 3 (pipeline of three datanodes)",
             "write",
             &one_r3,
-            plan.stream_file_bytes,
+            plan.r3_file_bytes,
             3,
             "",
             false,
@@ -710,8 +788,19 @@ fn run_step(
         }
     }
     let pids = target.cluster.live_datanode_pids();
+    let overflows_before = crate::stats::listen_overflows();
     let dn_cpu_before = total_cpu_seconds(&pids);
     let client_cpu_before = own_cpu_seconds();
+    let recording = if options.perf && !pids.is_empty() {
+        let name = format!(
+            "{}-{}-r{round}",
+            if step == Step::Connections { "connections" } else { name },
+            target.engine
+        );
+        crate::profile::start(&options.out.join("profiles"), &name, &pids).ok()
+    } else {
+        None
+    };
     let mut idle = Vec::new();
     let measured: Measured = match step {
         Step::Write1R1 | Step::Write1R3 | Step::WriteMany => {
@@ -771,6 +860,11 @@ fn run_step(
         }
     };
     let dn_cpu = total_cpu_seconds(&pids) - dn_cpu_before;
+    let overflows_after = crate::stats::listen_overflows();
+    let profile = recording.and_then(|r| r.finish().ok()).map(|path| crate::results::Profile {
+        file: path.strip_prefix(&options.out).unwrap_or(&path).display().to_string(),
+        top: crate::profile::top_lines(&path, PROFILE_TOP_LINES),
+    });
     let client_cpu = own_cpu_seconds() - client_cpu_before;
     let idle_count = idle.len();
     drop(idle);
@@ -783,10 +877,11 @@ fn run_step(
         log(
             progress,
             &format!(
-                "{label}: {} reads in {seconds:.2} s, p99 {:.2} ms, {} errors",
+                "{label}: {} reads in {seconds:.2} s, p99 {:.2} ms, {} errors, {} listen overflows",
                 measured.latency.count(),
                 summary.p99_ms,
-                measured.errors
+                measured.errors,
+                overflows_after.0 - overflows_before.0
             ),
         );
         return Ok(StepOutcome::Connections(Box::new(ConnectionsResult {
@@ -802,6 +897,8 @@ fn run_step(
             bytes_per_sec: measured.bytes as f64 / seconds.max(1e-9),
             latency: summary,
             datanode_cpu_seconds: dn_cpu,
+            listen_overflows: overflows_after.0.saturating_sub(overflows_before.0),
+            listen_drops: overflows_after.1.saturating_sub(overflows_before.1),
         })));
     }
     let (ceiling_label, ceiling_rate) = ceiling(ceiling_name);
@@ -840,6 +937,7 @@ fn run_step(
         ceiling: ceiling_label,
         ceiling_bytes_per_sec: ceiling_rate,
         ratio_to_ceiling: if ceiling_rate > 0.0 { bytes_per_sec / ceiling_rate } else { 0.0 },
+        profile,
     })))
 }
 

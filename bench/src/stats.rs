@@ -132,6 +132,24 @@ pub fn own_cpu_seconds() -> f64 {
     process_cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
+/// Kernel TCP counters (`TcpExt` in /proc/net/netstat): (ListenOverflows, ListenDrops).
+/// They count connection attempts a listener's full accept queue turned away, which
+/// clients then retry after a one-second SYN timeout.
+pub fn listen_overflows() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return (0, 0) };
+    let field = |wanted: &str| -> u64 {
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(name, _)| *name == wanted)
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("ListenOverflows"), field("ListenDrops"))
+}
+
 /// Median of a non-empty list of samples.
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
