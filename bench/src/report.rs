@@ -284,6 +284,13 @@ pub fn check_targets(results: &Results, primary: &str) -> Vec<TargetCheck> {
             ));
         }
     }
+    let below_scale = |check: &mut TargetCheck, measured: u64, scale: u64, what: &str| {
+        if measured < scale {
+            check.verdict.push_str(&format!(
+                " (measured at {measured} {what}, below the target's {scale}: indicative only; run `full`)"
+            ));
+        }
+    };
     if let Some(m) = &results.memory {
         checks.push(at_most(
             "nn_memory_per_file",
@@ -301,6 +308,9 @@ pub fn check_targets(results: &Results, primary: &str) -> Vec<TargetCheck> {
                 m.empty_files
             ),
         ));
+        if let Some(check) = checks.last_mut() {
+            below_scale(check, m.files, 1_000_000, "files");
+        }
     }
     for interop in &results.interop {
         if let Some(ratio) = interop.ratio_to_local {
@@ -334,6 +344,9 @@ pub fn check_targets(results: &Results, primary: &str) -> Vec<TargetCheck> {
                 n.files, n.seconds_to_ready_line, n.stop
             ),
         ));
+        if let Some(check) = checks.last_mut() {
+            below_scale(check, n.files, 1_000_000, "files");
+        }
     }
     if let Some(d) = &results.restarts.datanode {
         checks.push(at_most(
@@ -347,6 +360,9 @@ pub fn check_targets(results: &Results, primary: &str) -> Vec<TargetCheck> {
                 d.replicas, d.seconds_to_ready_line, d.method
             ),
         ));
+        if let Some(check) = checks.last_mut() {
+            below_scale(check, d.replicas, 100_000, "replicas");
+        }
     }
     checks
 }
