@@ -250,8 +250,9 @@ enum EditOpInput {
     },
 }
 
+/// A valid block record: ids stay within what the decoders accept (ids::BLOCK_ID_MAX).
 fn block((id, gen_stamp, num_bytes): (u64, u64, u64)) -> BlockRecord {
-    BlockRecord { id: BlockId(id), gen_stamp, num_bytes }
+    BlockRecord { id: BlockId(id % (ringfs_namenode::ids::BLOCK_ID_MAX + 1)), gen_stamp, num_bytes }
 }
 
 impl EditOpInput {

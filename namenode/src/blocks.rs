@@ -148,7 +148,7 @@ impl BlockMap {
 
     /// Keeps the sequences above values seen in the log or image.
     pub fn note_block_id(&mut self, id: BlockId) {
-        self.next_block_id = self.next_block_id.max(id.0 + 1);
+        self.next_block_id = self.next_block_id.max(id.0.saturating_add(1));
     }
 
     pub fn note_gen_stamp(&mut self, gen_stamp: u64) {

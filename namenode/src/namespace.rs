@@ -319,7 +319,8 @@ impl Namespace {
 
     /// Makes sure ids handed out from now on are above `used` (replay, image load).
     pub fn note_inode_id(&mut self, used: InodeId) {
-        self.next_inode_id = self.next_inode_id.max(used.0 + 1);
+        // Saturating: a damaged image may name u64::MAX; loading must not overflow.
+        self.next_inode_id = self.next_inode_id.max(used.0.saturating_add(1));
     }
 
     pub fn owner_name(&self, inode: &Inode) -> &str {
