@@ -19,6 +19,9 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("dfs.datanode.synconclose", "false"),
     ("dfs.datanode.uring.rings", "0"),
     ("dfs.datanode.max.transfer.threads", "4096"),
+    // Hadoop's default is 256; ringfs takes the kernel's usual somaxconn, since a burst
+    // of a thousand connects overflowing the queue costs each dropped SYN a 1 s retry.
+    ("ipc.server.listen.queue.size", "4096"),
     ("dfs.replication", "3"),
     ("dfs.replication.max", "512"),
     ("dfs.blocksize", "134217728"),

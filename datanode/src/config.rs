@@ -42,6 +42,9 @@ pub struct DataNodeConfig {
     pub namenode_addr: String,
     /// `dfs.datanode.max.transfer.threads`.
     pub xceivers_max: usize,
+    /// `ipc.server.listen.queue.size`: the listen backlog of the data and IPC ports
+    /// (the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// User named in the IPC connection context.
     pub user: String,
 }
@@ -83,6 +86,7 @@ impl DataNodeConfig {
             block_report_interval,
             namenode_addr: conf.namenode_address(),
             xceivers_max,
+            listen_backlog: conf.get_u64("ipc.server.listen.queue.size")?.clamp(1, i32::MAX as u64) as u32,
             user,
         })
     }

@@ -71,9 +71,10 @@ impl DataNode {
         let store = tokio::task::spawn_blocking(move || BlockStore::open(&dirs, sync_on_close))
             .await
             .expect("opening volumes does not panic")?;
-        let xfer = bind(&config.xfer_bind, "data").await?;
-        let ipc = bind(&config.ipc_bind, "ipc").await?;
-        let http = bind(&config.http_bind, "http").await?;
+        let backlog = config.listen_backlog;
+        let xfer = bind(&config.xfer_bind, "data", backlog).await?;
+        let ipc = bind(&config.ipc_bind, "ipc", backlog).await?;
+        let http = bind(&config.http_bind, "http", backlog).await?;
         let to_tokio = |listener: std::net::TcpListener, what, addr: &str| {
             listener
                 .set_nonblocking(true)
@@ -194,10 +195,10 @@ async fn join_namenode(
 /// Binds `addr`, waiting out a port still held by a previous process of this datanode:
 /// after a crash the kernel may keep its listening socket open for a moment (an
 /// io_uring ring tears down asynchronously, holding the socket until it is done).
-async fn bind(addr: &str, what: &'static str) -> Result<std::net::TcpListener, DataNodeError> {
+async fn bind(addr: &str, what: &'static str, backlog: u32) -> Result<std::net::TcpListener, DataNodeError> {
     let deadline = tokio::time::Instant::now() + BIND_RETRY_TIMEOUT;
     loop {
-        match std::net::TcpListener::bind(addr) {
+        match listen(addr, backlog) {
             Ok(listener) => return Ok(listener),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(BIND_RETRY_INTERVAL).await;
@@ -205,6 +206,25 @@ async fn bind(addr: &str, what: &'static str) -> Result<std::net::TcpListener, D
             Err(source) => return Err(DataNodeError::Bind { what, addr: addr.to_string(), source }),
         }
     }
+}
+
+/// A listening socket on `addr` with `backlog` (std's `TcpListener::bind` fixes it at
+/// 128, which a burst of client connects overflows).
+fn listen(addr: &str, backlog: u32) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last_error = None;
+    for addr in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        let bound = socket.bind(&addr.into()).and_then(|_| socket.listen(backlog as i32));
+        match bound {
+            Ok(()) => return Ok(socket.into()),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr} resolves to no address"))
+    }))
 }
 
 /// The address to register: the bound one, or (bound to any) the local address of

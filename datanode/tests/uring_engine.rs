@@ -175,6 +175,41 @@ fn a_pipeline_forwarding_with_send_zc_stores_every_replica() {
 }
 
 /// CPU seconds (user + system) of this process so far, io-wq workers included.
+#[test]
+fn idle_connections_beyond_the_buffer_budget_do_not_starve_readers() {
+    if !uring_available() {
+        return;
+    }
+    // Control slots for 4 connections; 10x as many sit idle (as in a client's peer
+    // cache). An idle connection holds no slot, so reads still go through.
+    let control_slots = 4 * 8;
+    let node = UringNode::start(|options| {
+        options.rings = 1;
+        options.ring.control_slot_count = control_slots;
+    });
+    let data = pattern(300_000, 9);
+    write_block(&[node.addr], 9, &data, 64_512);
+    let idle: Vec<TcpStream> =
+        (0..control_slots * 10).map(|_| TcpStream::connect(node.addr).unwrap()).collect();
+    // One connection that sends half an op request and stops holds its slot; the rest
+    // must still be served.
+    let mut partial = TcpStream::connect(node.addr).unwrap();
+    partial.write_all(&[0, 28]).unwrap();
+    for round in 0..3 {
+        let readers: Vec<_> = (0..8)
+            .map(|i| {
+                let addr = node.addr;
+                std::thread::spawn(move || read_block(addr, 9, 1000 * i, 100_000).unwrap())
+            })
+            .collect();
+        for (i, reader) in readers.into_iter().enumerate() {
+            let got = reader.join().unwrap();
+            assert!(got == data[1000 * i..1000 * i + 100_000], "round {round} reader {i}");
+        }
+    }
+    drop((idle, partial));
+}
+
 fn process_cpu_seconds() -> f64 {
     cpu_seconds_of("/proc/self/stat")
 }

@@ -295,8 +295,13 @@ impl Drop for Runtime {
 /// Keeps a read armed on the wake-up eventfd, so a remote wake ends io_uring_enter.
 async fn wake_listener(io: Io) {
     let fd = io.shared.executor.ready.eventfd.as_raw_fd();
+    // Taken once, while the arena is still empty, and kept: a listener that had to wait
+    // for a control slot could not end the io_uring_enter that frees one.
+    let mut slot = io.control_arena().acquire(8).await.expect("8 bytes fit a control slot");
     loop {
-        if let Err(error) = io.read_eventfd(fd).await {
+        let (result, returned) = io.read_eventfd(fd, slot).await;
+        slot = returned;
+        if let Err(error) = result {
             tracing::error!(%error, "reading the ring's wake-up eventfd failed; remote wakes now rely on polling");
             io.sleep(Duration::from_millis(10)).await;
         }

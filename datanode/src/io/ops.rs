@@ -284,6 +284,33 @@ impl Io {
         self.recv_with_flags(socket, slot, (at, len), 0, timeout).await
     }
 
+    /// Waits until `socket` has bytes to read (or an error or end of stream to report),
+    /// holding no buffer meanwhile: an idle connection costs no registered memory.
+    pub async fn poll_readable(&self, socket: &Socket, timeout: Option<Duration>) -> Result<(), IoError> {
+        let op = "poll";
+        let fd = socket.raw_fd();
+        let mut attempts = 0;
+        loop {
+            let time = timeout.map(|timeout| Hold::Time(types::Timespec::from(timeout)));
+            let holds = Holds::new([socket.hold()].into_iter().chain(time));
+            let done = self
+                .submit(op, holds, |holds| {
+                    let poll = opcode::PollAdd::new(types::Fd(fd), (libc::POLLIN | libc::POLLRDHUP) as u32);
+                    (poll.build(), holds.time().map(|time| opcode::LinkTimeout::new(time).build()))
+                })
+                .await;
+            // Readable, hung up or failed: the receive that follows reports which.
+            match classify(op, done.result, attempts) {
+                Outcome::Done(_) => return Ok(()),
+                Outcome::Resubmit => attempts += 1,
+                Outcome::Failed(IoError::Cancelled { .. }) if timeout.is_some() => {
+                    return Err(IoError::TimedOut { op })
+                }
+                Outcome::Failed(error) => return Err(error),
+            }
+        }
+    }
+
     /// Receives exactly `len` bytes into `slot[at..]` (MSG_WAITALL), or fails:
     /// [`IoError::Eof`] if the stream ended before the first byte, [`IoError::Short`] if
     /// it ended mid-way.
@@ -500,17 +527,17 @@ impl Io {
     }
 
     /// Reads the 8-byte counter of the wake-up eventfd.
-    pub(crate) async fn read_eventfd(&self, fd: RawFd) -> Result<(), IoError> {
+    pub(crate) async fn read_eventfd(&self, fd: RawFd, slot: BufSlot) -> (Result<(), IoError>, BufSlot) {
         let op = "read eventfd";
-        let slot = self.control_arena().acquire(8).await.expect("8 bytes fit a control slot");
         let pointer = slot.ptr_at(0, 8);
         // The eventfd is owned by the executor, which outlives every op on this ring.
         let holds = Holds::new([Hold::Slot(slot.share())]);
         let done =
             self.submit(op, holds, |_| (opcode::Read::new(types::Fd(fd), pointer, 8).build(), None)).await;
+        let slot = unique_slot(done.holds);
         match classify(op, done.result, 0) {
-            Outcome::Done(_) | Outcome::Resubmit => Ok(()),
-            Outcome::Failed(error) => Err(error),
+            Outcome::Done(_) | Outcome::Resubmit => (Ok(()), slot),
+            Outcome::Failed(error) => (Err(error), slot),
         }
     }
 

@@ -88,13 +88,7 @@ pub(super) async fn serve(
         debug!(%peer, %error, "connection setup failed");
         return;
     }
-    let inbound = match Inbound::new(&io, socket.clone()).await {
-        Ok(inbound) => inbound,
-        Err(error) => {
-            warn!(%peer, %error, "no receive buffer for the connection");
-            return;
-        }
-    };
+    let inbound = Inbound::new(socket.clone());
     let mut conn = Conn { io, socket, inbound, peer, ctx, options };
     let mut first = true;
     loop {
@@ -300,7 +294,7 @@ pub(super) async fn run_transfer(
     send_bytes(io, &socket, &op).await?;
     let sent = send_plan(io, &socket, &plan.read, options.read_mode).await?;
     Metrics::add(&ctx.metrics.bytes_read, sent);
-    let mut inbound = Inbound::new(io, socket.clone()).await?;
+    let mut inbound = Inbound::new(socket.clone());
     if plan.expects_close_ack {
         let ack: BlockOpResponseProto = inbound.read_message(io, "close-ack", TRANSFER_CLOSE_TIMEOUT).await?;
         let status = Status::try_from(ack.status).unwrap_or(Status::Error);

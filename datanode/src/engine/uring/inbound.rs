@@ -19,33 +19,43 @@ use crate::io::{BufSlot, Io, IoError, Socket};
 /// Buffered receiver of one socket.
 pub(super) struct Inbound {
     socket: Socket,
-    /// `None` only while lent to a receive.
+    /// `None` while nothing is buffered (an idle connection holds no registered memory:
+    /// a thousand idle client connections must not starve the busy ones of slots) and
+    /// while lent to a receive.
     buf: Option<BufSlot>,
     start: usize,
     end: usize,
 }
 
 impl Inbound {
-    /// Takes a control slot for `socket` (waiting while the arena is exhausted).
-    pub(super) async fn new(io: &Io, socket: Socket) -> Result<Inbound, XceiverError> {
-        let buf = io.control_arena().acquire(CONTROL_SLOT_SIZE).await?;
-        Ok(Inbound { socket, buf: Some(buf), start: 0, end: 0 })
+    /// A receiver for `socket`; it takes a control slot only once bytes arrive.
+    pub(super) fn new(socket: Socket) -> Inbound {
+        Inbound { socket, buf: None, start: 0, end: 0 }
     }
 
-    fn buf(&self) -> &BufSlot {
-        self.buf.as_ref().expect("buffer returned by every receive")
+    fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, BufSlot::capacity)
     }
 
     fn buffered(&self) -> &[u8] {
-        &self.buf().as_slice()[self.start..self.end]
+        match &self.buf {
+            Some(buf) => &buf.as_slice()[self.start..self.end],
+            None => &[],
+        }
     }
 
     /// Receives more bytes after the buffered ones; returns how many (0 = end of stream).
-    async fn fill(&mut self, io: &Io, timeout: Duration) -> Result<usize, IoError> {
+    /// With nothing buffered it first waits for the socket to become readable, and only
+    /// then takes a control slot.
+    async fn fill(&mut self, io: &Io, timeout: Duration) -> Result<usize, XceiverError> {
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
-        let capacity = self.buf().capacity();
+        if self.buf.is_none() {
+            io.poll_readable(&self.socket, Some(timeout)).await?;
+            self.buf = Some(io.control_arena().acquire(CONTROL_SLOT_SIZE).await?);
+        }
+        let capacity = self.capacity();
         if self.end == capacity && self.start > 0 {
             let (start, end) = (self.start, self.end);
             self.buf.as_mut().expect("buffer present").as_mut_slice().copy_within(start..end, 0);
@@ -63,7 +73,7 @@ impl Inbound {
 
     /// Makes room for a message of up to `size_max` bytes when the buffer is full.
     async fn grow(&mut self, io: &Io, size_max: usize) -> Result<(), XceiverError> {
-        let capacity = self.buf().capacity();
+        let capacity = self.capacity();
         let wanted = (capacity * 2).min(size_max.next_multiple_of(CONTROL_SLOT_SIZE));
         if wanted <= capacity {
             return Err(
@@ -78,14 +88,12 @@ impl Inbound {
         Ok(())
     }
 
-    /// Gives back a grown buffer once it is empty again.
-    async fn shrink(&mut self, io: &Io) -> Result<(), XceiverError> {
-        if self.start == self.end && self.buf().capacity() > CONTROL_SLOT_SIZE {
-            let small = io.control_arena().acquire(CONTROL_SLOT_SIZE).await?;
-            self.buf = Some(small);
+    /// Gives the buffer back when nothing is buffered (between ops).
+    fn release_if_empty(&mut self) {
+        if self.start == self.end {
+            self.buf = None;
             (self.start, self.end) = (0, 0);
         }
-        Ok(())
     }
 
     /// The next op request; `Ok(None)` when the peer closed before sending one.
@@ -94,7 +102,7 @@ impl Inbound {
         io: &Io,
         timeout: Duration,
     ) -> Result<Option<OpRequest>, XceiverError> {
-        self.shrink(io).await?;
+        self.release_if_empty();
         loop {
             // Version and op code are checked as soon as their 3 bytes are in, and the
             // body's length against OP_REQUEST_SIZE_MAX before waiting for the body.
@@ -102,7 +110,7 @@ impl Inbound {
                 self.start += consumed;
                 return Ok(Some(op));
             }
-            if self.end - self.start == self.buf().capacity() {
+            if self.buf.is_some() && self.end - self.start == self.capacity() {
                 self.grow(io, OP_REQUEST_SIZE_MAX + 16).await?;
             }
             if self.fill(io, timeout).await? == 0 {
@@ -126,7 +134,7 @@ impl Inbound {
                 self.start += consumed;
                 return Ok(message);
             }
-            if self.end - self.start == self.buf().capacity() {
+            if self.buf.is_some() && self.end - self.start == self.capacity() {
                 self.grow(io, DTP_MESSAGE_SIZE_MAX + 16).await?;
             }
             if self.fill(io, timeout).await? == 0 {

@@ -154,7 +154,7 @@ async fn connect_mirror(
     let mut op = Vec::new();
     target.request.encode(&mut op);
     send_bytes(io, &socket, &op).await?;
-    let inbound = Inbound::new(io, socket.clone()).await?;
+    let inbound = Inbound::new(socket.clone());
     let ack_timeout = SOCKET_READ_TIMEOUT + READ_TIMEOUT_EXTENSION * downstream_count as u32;
     Ok(Mirror { addr: target.addr.clone(), socket, inbound, ack_timeout })
 }
