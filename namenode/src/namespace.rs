@@ -4,9 +4,11 @@
 //!
 //! Memory: an inode is one boxed 80-byte struct held in an [`IdMap`] keyed by inode id;
 //! names up to 22 bytes sit inline; owners and groups are 16-bit indexes into a string
-//! table; a directory's children are a sorted vector of ids (sorted by child name); the
+//! table; a directory's children are a vector of (name key, id) sorted by child name, so a
+//! lookup binary-searches that one vector without reading the children's inodes; the
 //! rarely present under-construction state lives in a side table.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::error::{ErrorKind, FsError, FsResult};
@@ -46,8 +48,40 @@ pub enum Body {
 
 #[derive(Debug, Default)]
 pub struct Directory {
-    /// Child ids, sorted by child name bytes.
-    pub children: Vec<InodeId>,
+    /// Children, sorted by child name bytes.
+    pub children: Vec<Child>,
+}
+
+/// A directory entry: the child's id and a key made from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Child {
+    pub key: NameKey,
+    pub id: InodeId,
+}
+
+/// The first 7 bytes of a name (zero-padded) followed by its length capped at 8, read as a
+/// big-endian number. Keys order as their names do (a tie only between names of 8 bytes
+/// or more that share 7 bytes), and equal keys of names shorter than 8 bytes mean equal
+/// names: most lookups compare keys only, touching no child inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NameKey(u64);
+
+/// Name bytes a key holds; one more byte holds the length.
+const NAME_KEY_BYTES: usize = 7;
+
+impl NameKey {
+    pub fn of(name: &[u8]) -> NameKey {
+        let mut bytes = [0u8; NAME_KEY_BYTES + 1];
+        let held = name.len().min(NAME_KEY_BYTES);
+        bytes[..held].copy_from_slice(&name[..held]);
+        bytes[NAME_KEY_BYTES] = name.len().min(NAME_KEY_BYTES + 1) as u8;
+        NameKey(u64::from_be_bytes(bytes))
+    }
+
+    /// Does the key hold the whole name?
+    fn is_whole_name(self) -> bool {
+        (self.0 & 0xff) as usize <= NAME_KEY_BYTES
+    }
 }
 
 impl Inode {
@@ -73,7 +107,7 @@ impl Inode {
         }
     }
 
-    pub fn children(&self) -> &[InodeId] {
+    pub fn children(&self) -> &[Child] {
         match &self.body {
             Body::Directory(dir) => &dir.children,
             Body::File { .. } => &[],
@@ -365,8 +399,7 @@ impl Namespace {
             total += match &inode.body {
                 Body::File { blocks, .. } => std::mem::size_of_val(&**blocks),
                 Body::Directory(dir) => {
-                    std::mem::size_of::<Directory>()
-                        + dir.children.capacity() * std::mem::size_of::<InodeId>()
+                    std::mem::size_of::<Directory>() + dir.children.capacity() * std::mem::size_of::<Child>()
                 }
             };
         }
@@ -377,14 +410,20 @@ impl Namespace {
 
     // ---------------------------------------------------------------- lookups
 
-    /// Finds a child by name: binary search over the sorted child ids.
+    /// Finds a child by name: binary search over the sorted children.
     pub fn lookup_child(&self, dir: InodeId, name: &[u8]) -> Option<InodeId> {
         let children = self.get(dir)?.children();
-        self.child_position(children, name).ok().map(|i| children[i])
+        self.child_position(children, name).ok().map(|i| children[i].id)
     }
 
-    fn child_position(&self, children: &[InodeId], name: &[u8]) -> Result<usize, usize> {
-        children.binary_search_by(|child| self.inode(*child).name.cmp_bytes(name))
+    /// Keys decide every comparison except a tie between long names, which reads the
+    /// child's name.
+    fn child_position(&self, children: &[Child], name: &[u8]) -> Result<usize, usize> {
+        let key = NameKey::of(name);
+        children.binary_search_by(|child| match child.key.cmp(&key) {
+            Ordering::Equal if !key.is_whole_name() => self.inode(child.id).name.cmp_bytes(name),
+            order => order,
+        })
     }
 
     /// Index of the first child whose name sorts strictly after `start_after`.
@@ -632,12 +671,12 @@ impl Namespace {
                     return Err(self.access_denied(caller, dir, &self.path_of(dir_id), access));
                 }
                 if dir.perm & STICKY_BIT != 0 {
-                    for child_id in children {
-                        let child = self.inode(*child_id);
+                    for entry in children {
+                        let child = self.inode(entry.id);
                         if self.sticky_violated(caller, dir, child) {
                             return Err(self.sticky_error(
                                 caller,
-                                &self.path_of(*child_id),
+                                &self.path_of(entry.id),
                                 child,
                                 &self.path_of(dir_id),
                                 dir,
@@ -646,7 +685,7 @@ impl Namespace {
                     }
                 }
             }
-            stack.extend(children.iter().copied().filter(|c| self.inode(*c).is_dir()));
+            stack.extend(children.iter().map(|c| c.id).filter(|c| self.inode(*c).is_dir()));
         }
         Ok(())
     }
@@ -720,6 +759,7 @@ impl Namespace {
     /// Links a new inode under `parent` (which must be a directory without that name).
     pub fn insert(&mut self, id: InodeId, inode: Inode) -> FsResult<()> {
         let parent = inode.parent;
+        let key = NameKey::of(inode.name.as_bytes());
         let name = inode.name.as_bytes().to_vec();
         let is_dir = inode.is_dir();
         let position = {
@@ -744,7 +784,7 @@ impl Namespace {
         }
         self.inodes.insert(id.0, Box::new(inode));
         if let Some(Body::Directory(dir)) = self.get_mut(parent).map(|p| &mut p.body) {
-            dir.children.insert(position, id);
+            dir.children.insert(position, Child { key, id });
         }
         self.note_inode_id(id);
         if is_dir {
@@ -814,8 +854,9 @@ impl Namespace {
             inode.parent = new_parent;
             inode.name = Name::new(new_name);
         }
+        let key = NameKey::of(new_name.as_bytes());
         if let Some(Body::Directory(dir)) = self.get_mut(new_parent).map(|p| &mut p.body) {
-            dir.children.insert(position, id);
+            dir.children.insert(position, Child { key, id });
         }
         Ok(())
     }
@@ -837,7 +878,7 @@ impl Namespace {
             match inode.body {
                 Body::Directory(dir) => {
                     self.directory_count -= 1;
-                    stack.extend(dir.children.iter().copied());
+                    stack.extend(dir.children.iter().map(|c| c.id));
                 }
                 Body::File { blocks, .. } => {
                     self.file_count -= 1;
@@ -859,7 +900,7 @@ impl Namespace {
             match &inode.body {
                 Body::Directory(dir) => {
                     counts.directories += 1;
-                    stack.extend(dir.children.iter().copied());
+                    stack.extend(dir.children.iter().map(|c| c.id));
                 }
                 Body::File { blocks, .. } => {
                     counts.files += 1;
@@ -879,7 +920,7 @@ impl Namespace {
             let inode = self.inode(current);
             visit(current, inode);
             // Reverse so children are visited in name order.
-            stack.extend(inode.children().iter().rev().copied());
+            stack.extend(inode.children().iter().rev().map(|c| c.id));
         }
     }
 
@@ -898,16 +939,18 @@ impl Namespace {
             }
             let children = inode.children();
             for pair in children.windows(2) {
-                let (a, b) = (self.get(pair[0]), self.get(pair[1]));
+                let (a, b) = (self.get(pair[0].id), self.get(pair[1].id));
                 match (a, b) {
                     (Some(a), Some(b)) if a.name.as_bytes() < b.name.as_bytes() => {}
                     _ => problem = Some(format!("children of inode {id} are not sorted or missing")),
                 }
             }
             for child in children {
-                match self.get(*child) {
-                    Some(c) if c.parent == id => {}
-                    _ => problem = Some(format!("child {child} of inode {id} has a wrong parent")),
+                match self.get(child.id) {
+                    Some(c) if c.parent == id && child.key == NameKey::of(c.name.as_bytes()) => {}
+                    _ => {
+                        problem = Some(format!("child {} of inode {id} has a wrong parent or key", child.id))
+                    }
                 }
             }
         });
@@ -997,7 +1040,7 @@ mod tests {
         assert_eq!(a.0, FIRST_INODE_ID);
         assert_eq!(ns.lookup_child(a, b"m").map(|id| ns.inode(id).name.to_string()), Some("m".into()));
         let names: Vec<String> =
-            ns.inode(a).children().iter().map(|c| ns.inode(*c).name.to_string()).collect();
+            ns.inode(a).children().iter().map(|c| ns.inode(c.id).name.to_string()).collect();
         assert_eq!(names, vec!["b", "c", "m", "z"]);
         assert_eq!(ns.path_of(f), "/a/b/f");
         let resolved = ns.resolve_unchecked("/a/b/f/x").unwrap();
@@ -1008,7 +1051,8 @@ mod tests {
         assert_eq!(ns.path_of(f), "/b2/f");
         assert!(ns.move_inode(a, a, "self").is_err());
         ns.move_inode(f, ROOT_INODE_ID, "a0").unwrap();
-        let names: Vec<String> = ns.root().children().iter().map(|c| ns.inode(*c).name.to_string()).collect();
+        let names: Vec<String> =
+            ns.root().children().iter().map(|c| ns.inode(c.id).name.to_string()).collect();
         assert_eq!(names, vec!["a", "a0", "b2"]);
         ns.verify().unwrap();
 
@@ -1019,6 +1063,68 @@ mod tests {
         ns.verify().unwrap();
         let counts = ns.content_counts(ROOT_INODE_ID, |_| 10);
         assert_eq!(counts, ContentCounts { length: 10, files: 1, directories: 2, space_consumed: 30 });
+    }
+
+    #[test]
+    fn name_keys_order_as_names() {
+        // Short, exactly 7 and 8 bytes, long names sharing a 7-byte prefix, NUL bytes,
+        // non-ASCII: every pair's key order must agree with the byte order of the names.
+        let names: Vec<&[u8]> = vec![
+            b"",
+            b"a",
+            b"a\0",
+            b"a\0\0",
+            b"ab",
+            b"abcdef",
+            b"abcdefg",
+            b"abcdefg\0",
+            b"abcdefgh",
+            b"abcdefgi",
+            b"abcdefgh-long",
+            b"abcdefh",
+            b"b",
+            b"part-00000",
+            b"part-00001",
+            b"part-0",
+            b"\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff",
+        ];
+        for a in &names {
+            for b in &names {
+                let (ka, kb) = (NameKey::of(a), NameKey::of(b));
+                if ka != kb {
+                    assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} vs {b:?}");
+                } else if ka.is_whole_name() {
+                    assert_eq!(a, b, "equal whole-name keys for different names");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lookups_break_key_ties_by_name() {
+        let mut ns = Namespace::new("hdfs", "supergroup", 0o755, 0);
+        let d = dir(&mut ns, ROOT_INODE_ID, "d", "alice", 0o755);
+        let mut ids = HashMap::new();
+        // Names sharing their first 7 bytes tie on keys; short ones never do.
+        let names = ["part-00002", "part-00000", "part-0", "part-00001", "p", "part-000", "part-00"];
+        for name in names {
+            ids.insert(name, file(&mut ns, d, name, "alice"));
+        }
+        for name in names {
+            assert_eq!(ns.lookup_child(d, name.as_bytes()), Some(ids[name]), "{name}");
+        }
+        for missing in ["part-00003", "part-0000", "part", "q", ""] {
+            assert_eq!(ns.lookup_child(d, missing.as_bytes()), None, "{missing}");
+        }
+        ns.move_inode(ids["part-00001"], d, "part-00009").unwrap();
+        assert_eq!(ns.lookup_child(d, b"part-00001"), None);
+        assert_eq!(ns.lookup_child(d, b"part-00009"), Some(ids["part-00001"]));
+        assert_eq!(ns.children_after(d, b"part-00000"), 5);
+        let listed: Vec<String> =
+            ns.inode(d).children().iter().map(|c| ns.inode(c.id).name.to_string()).collect();
+        assert_eq!(listed, ["p", "part-0", "part-00", "part-000", "part-00000", "part-00002", "part-00009"]);
+        ns.verify().unwrap();
     }
 
     fn clone_file(ns: &Namespace, id: InodeId) -> Inode {

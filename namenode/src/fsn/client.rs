@@ -231,8 +231,8 @@ impl Namesystem {
         let listing = children[start.min(end)..end]
             .iter()
             .map(|child| {
-                let name = Bytes::copy_from_slice(self.ns.inode(*child).name.as_bytes());
-                self.file_status(*child, name, client.as_ref())
+                let name = Bytes::copy_from_slice(self.ns.inode(child.id).name.as_bytes());
+                self.file_status(child.id, name, client.as_ref())
             })
             .collect();
         let remaining = children.len() - end;
