@@ -22,6 +22,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     // Hadoop's default is 256; ringfs takes the kernel's usual somaxconn, since a burst
     // of a thousand connects overflowing the queue costs each dropped SYN a 1 s retry.
     ("ipc.server.listen.queue.size", "4096"),
+    ("dfs.datanode.readahead.bytes", "4194304"),
     ("dfs.replication", "3"),
     ("dfs.replication.max", "512"),
     ("dfs.blocksize", "134217728"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ringfs_common::conf::{ConfError, Configuration};
 
 use crate::engine::EngineKind;
-use crate::limits::XCEIVERS_MAX;
+use crate::limits::{READAHEAD_BYTES_MAX, XCEIVERS_MAX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -45,6 +45,8 @@ pub struct DataNodeConfig {
     /// `ipc.server.listen.queue.size`: the listen backlog of the data and IPC ports
     /// (the kernel caps it at `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// `dfs.datanode.readahead.bytes`: OS readahead ahead of long reads (0 = none).
+    pub readahead_bytes: u64,
     /// User named in the IPC connection context.
     pub user: String,
 }
@@ -87,6 +89,7 @@ impl DataNodeConfig {
             namenode_addr: conf.namenode_address(),
             xceivers_max,
             listen_backlog: conf.get_u64("ipc.server.listen.queue.size")?.clamp(1, i32::MAX as u64) as u32,
+            readahead_bytes: conf.get_u64("dfs.datanode.readahead.bytes")?.min(READAHEAD_BYTES_MAX),
             user,
         })
     }

@@ -63,3 +63,7 @@ pub const HTTP_REQUEST_SIZE_MAX: usize = 8 * 1024;
 
 const _: () = assert!(REPLICA_MAP_SHARDS.is_power_of_two());
 const _: () = assert!(UNACKED_PACKETS_MAX >= 80, "must exceed the Java client's in-flight window");
+
+/// Largest readahead window honoured: one io_uring FADVISE carries a 32-bit length, and a
+/// block is 128 MiB by default anyway.
+pub const READAHEAD_BYTES_MAX: u64 = 256 << 20;

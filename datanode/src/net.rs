@@ -163,7 +163,17 @@ pub fn send_read_plan(socket: &TcpStream, plan: &ReadPlan) -> Result<u64, WireEr
     let mut head =
         Vec::with_capacity(PACKET_HEADER_SIZE_MAX + plan.wire_checksum.checksum_len(plan.packet_data_max));
     let mut sent = 0u64;
+    let mut readahead = plan.readahead();
     for packet in plan.packets() {
+        if let Some((offset, len)) = readahead.next(packet.offset_in_block) {
+            // Only a hint: a failure costs speed, not correctness.
+            let _ = nix::fcntl::posix_fadvise(
+                plan.reader.data.as_raw_fd(),
+                offset as i64,
+                len as i64,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+            );
+        }
         head.clear();
         packet.header().encode_prefix(packet.checksum_len, &mut head);
         let at = head.len();

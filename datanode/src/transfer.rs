@@ -23,7 +23,8 @@ pub enum TransferError {
 
 /// Sends the planned copy; returns once the target has it (close-ack) or once every
 /// byte is sent (replication, where the target reports to the namenode itself).
-pub fn run(ctx: &DataNodeContext, plan: TransferPlan) -> Result<(), TransferError> {
+pub fn run(ctx: &DataNodeContext, mut plan: TransferPlan) -> Result<(), TransferError> {
+    plan.read.readahead_bytes = ctx.config.readahead_bytes;
     let target = plan.target_addr.clone();
     let wire = |source| TransferError::Wire { target: target.clone(), source };
     let io = |what| move |source| WireError::Io { what, source };

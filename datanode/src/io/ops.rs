@@ -253,6 +253,24 @@ impl Io {
         (Ok(()), slot)
     }
 
+    /// Asks the kernel to start reading `len` bytes at `offset` of `file` into the page
+    /// cache (FADVISE WILLNEED); returns once the reads are queued, not done.
+    pub async fn readahead(&self, file: &FixedFile, offset: u64, len: u32) -> Result<(), IoError> {
+        let op = "fadvise";
+        let holds = Holds::new([Hold::File(file.clone())]);
+        let done = self
+            .submit(op, holds, |_| {
+                let advice =
+                    opcode::Fadvise::new(file.target(), len as libc::off_t, libc::POSIX_FADV_WILLNEED);
+                (advice.offset(offset).build(), None)
+            })
+            .await;
+        match classify(op, done.result, 0) {
+            Outcome::Done(_) | Outcome::Resubmit => Ok(()),
+            Outcome::Failed(error) => Err(error),
+        }
+    }
+
     /// fsync (or fdatasync with `data_only`) of a fixed file.
     pub async fn fsync(&self, file: &FixedFile, data_only: bool) -> Result<(), IoError> {
         let op = if data_only { "fdatasync" } else { "fsync" };

@@ -33,6 +33,41 @@ pub struct ReadPlan {
     pub packet_data_max: usize,
     /// `(chunk index, crc)` to send instead of the stored checksum of that chunk.
     pub fresh_last_crc: Option<(u64, u32)>,
+    /// OS readahead ahead of the packet being sent (`dfs.datanode.readahead.bytes`;
+    /// 0 = none). Set with [`ReadPlan::with_readahead`].
+    pub readahead_bytes: u64,
+}
+
+/// Reads shorter than this get no readahead (Hadoop's BlockSender uses the same 256 KiB):
+/// a positional read of 64 KiB must not pull megabytes off the disk.
+pub const LONG_READ_THRESHOLD_BYTES: u64 = 256 * 1024;
+
+/// Tracks what a long read has asked the kernel to read ahead, so a cold read streams from
+/// the disk while its packets go out instead of waiting for one 64 KiB read at a time.
+#[derive(Debug)]
+pub struct Readahead {
+    window: u64,
+    /// One past the last byte already requested.
+    requested_end: u64,
+    limit: u64,
+}
+
+impl Readahead {
+    /// The range `(offset, len)` of the block file to advise WILLNEED before sending the
+    /// packet at `position`: the window ahead of it, asked for again once less than half
+    /// of the window is left.
+    pub fn next(&mut self, position: u64) -> Option<(u64, u64)> {
+        if self.window == 0 || self.requested_end >= self.limit {
+            return None;
+        }
+        if self.requested_end > position && self.requested_end - position > self.window / 2 {
+            return None;
+        }
+        let start = self.requested_end.max(position);
+        let end = position.saturating_add(self.window).min(self.limit);
+        self.requested_end = end;
+        (end > start).then(|| (start, end - start))
+    }
 }
 
 /// One packet of a read.
@@ -101,6 +136,7 @@ impl ReadPlan {
             end_offset,
             packet_data_max: chunks_per_packet * disk_checksum.chunk_size(),
             fresh_last_crc: None,
+            readahead_bytes: 0,
             reader,
         };
         plan.fresh_last_crc = plan.compute_fresh_last_crc()?;
@@ -119,6 +155,22 @@ impl ReadPlan {
         let mut chunk = vec![0u8; partial as usize];
         self.reader.read_data(chunk_start, &mut chunk)?;
         Ok(Some((chunk_start / bytes_per_checksum, self.disk_checksum.kind.crc(&chunk))))
+    }
+
+    /// Asks for `bytes` of OS readahead (applied only to long reads).
+    pub fn with_readahead(mut self, bytes: u64) -> ReadPlan {
+        self.readahead_bytes = bytes;
+        self
+    }
+
+    /// The readahead tracker of this read: inactive for short reads.
+    pub fn readahead(&self) -> Readahead {
+        let long = self.data_len() >= LONG_READ_THRESHOLD_BYTES;
+        Readahead {
+            window: if long { self.readahead_bytes } else { 0 },
+            requested_end: self.chunk_offset,
+            limit: self.end_offset,
+        }
     }
 
     /// The SUCCESS response opening the read.

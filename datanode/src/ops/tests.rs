@@ -253,6 +253,35 @@ fn reads_are_validated() {
 }
 
 #[test]
+fn long_reads_advise_the_window_ahead_and_short_reads_nothing() {
+    const MIB: u64 = 1 << 20;
+    let (_dir, store) = test_store();
+    let data = pattern(10 * MIB as usize, 21);
+    finalized(&store, 21, &data);
+    let plan =
+        ReadPlan::prepare(&store, &read_request(21, 1001, 0, 10 * MIB)).unwrap().with_readahead(4 * MIB);
+    let mut readahead = plan.readahead();
+    let mut advised = Vec::new();
+    for packet in plan.packets() {
+        if let Some(range) = readahead.next(packet.offset_in_block) {
+            advised.push(range);
+        }
+    }
+    // The first window, then a refill each time half of it is consumed, up to the end.
+    assert_eq!(advised[0], (0, 4 * MIB));
+    assert!(advised.windows(2).all(|pair| pair[0].0 + pair[0].1 == pair[1].0), "{advised:?}");
+    let last = advised.last().unwrap();
+    assert_eq!(last.0 + last.1, 10 * MIB);
+    assert!(advised.len() <= 10 * MIB as usize / (2 * MIB as usize) + 1, "{advised:?}");
+    // A 64 KiB positional read, or readahead off: nothing.
+    let short =
+        ReadPlan::prepare(&store, &read_request(21, 1001, MIB, 65_536)).unwrap().with_readahead(4 * MIB);
+    assert_eq!(short.readahead().next(MIB), None);
+    let off = ReadPlan::prepare(&store, &read_request(21, 1001, 0, 10 * MIB)).unwrap();
+    assert_eq!(off.readahead().next(0), None);
+}
+
+#[test]
 fn rbw_reads_stop_at_the_acked_length_with_a_fresh_last_crc() {
     let (_dir, store) = test_store();
     let state = receive_state(&store, 13);

@@ -181,7 +181,7 @@ impl Connection<'_> {
 
     fn read_block(&mut self, request: &OpReadBlockProto) -> Result<Next, XceiverError> {
         let plan = match ReadPlan::prepare(&self.ctx.store, request) {
-            Ok(plan) => plan,
+            Ok(plan) => plan.with_readahead(self.ctx.config.readahead_bytes),
             Err(e) => return self.fail(e),
         };
         self.respond(&plan.response())?;

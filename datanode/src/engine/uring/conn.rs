@@ -202,7 +202,7 @@ impl Conn {
 
     async fn read_block(&mut self, request: &OpReadBlockProto) -> Result<Next, XceiverError> {
         let plan = match ReadPlan::prepare(&self.ctx.store, request) {
-            Ok(plan) => plan,
+            Ok(plan) => plan.with_readahead(self.ctx.config.readahead_bytes),
             Err(error) => return self.fail(error).await,
         };
         // The response goes out with MSG_MORE: the first packet follows at once.
@@ -286,8 +286,9 @@ pub(super) async fn run_transfer(
     io: &Io,
     ctx: &DataNodeContext,
     options: &UringOptions,
-    plan: TransferPlan,
+    mut plan: TransferPlan,
 ) -> Result<(), XceiverError> {
+    plan.read.readahead_bytes = ctx.config.readahead_bytes;
     let socket = connect(io, &plan.target_addr).await?;
     let mut op = Vec::new();
     plan.request.encode(&mut op);

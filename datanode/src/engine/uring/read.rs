@@ -24,7 +24,7 @@ use super::conn::XceiverError;
 use crate::io::limits::CONTROL_SLOT_SIZE;
 use crate::io::{BufSlot, FixedFile, Io, PooledPipe, Socket, SpliceEnd};
 use crate::limits::SOCKET_WRITE_TIMEOUT;
-use crate::ops::read::{ReadPacket, ReadPlan};
+use crate::ops::read::{ReadPacket, ReadPlan, Readahead};
 use crate::store::files::meta_offset;
 
 /// How read data leaves the block file.
@@ -83,23 +83,39 @@ pub(super) async fn send_plan(
         meta: io.files().install_wait(plan.reader.meta.as_fd()).await?,
     };
     let mut packets = plan.packets().peekable();
+    let mut readahead = plan.readahead();
     let mut sent = 0;
     match mode {
         ReadMode::Splice => {
             let pipe =
                 io.pipes().take().await.map_err(|errno| XceiverError::Pipe { what: "take a pipe", errno })?;
-            while packets.peek().is_some() {
+            while let Some(packet) = packets.peek() {
+                advise_readahead(io, &files, &mut readahead, packet.offset_in_block);
                 sent += send_spliced(io, socket, plan, &files, &pipe, &mut packets).await?;
             }
         }
         ReadMode::ReadFixedSendZc | ReadMode::ReadFixedSend => {
             let zero_copy = mode == ReadMode::ReadFixedSendZc;
-            while packets.peek().is_some() {
+            while let Some(packet) = packets.peek() {
+                advise_readahead(io, &files, &mut readahead, packet.offset_in_block);
                 sent += send_read_fixed(io, socket, plan, &files, &mut packets, zero_copy).await?;
             }
         }
     }
     Ok(sent)
+}
+
+/// Starts the kernel reading ahead of `position` when the window needs a refill. It runs
+/// beside the read (an io-wq worker queues the disk reads); failing costs speed only.
+fn advise_readahead(io: &Io, files: &ReplicaFiles, readahead: &mut Readahead, position: u64) {
+    let Some((offset, len)) = readahead.next(position) else { return };
+    let (io, file) = (io.clone(), files.data.clone());
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    io.clone().spawn(async move {
+        if let Err(error) = io.readahead(&file, offset, len).await {
+            tracing::debug!(%error, offset, len, "readahead advice failed");
+        }
+    });
 }
 
 /// Does this packet hold the chunk whose CRC the plan recomputed (the last partial
