@@ -67,3 +67,7 @@ const _: () = assert!(UNACKED_PACKETS_MAX >= 80, "must exceed the Java client's 
 /// Largest readahead window honoured: one io_uring FADVISE carries a 32-bit length, and a
 /// block is 128 MiB by default anyway.
 pub const READAHEAD_BYTES_MAX: u64 = 256 << 20;
+
+/// Stack of the engine threads (a ring polls every connection's task on it): debug builds
+/// keep large futures' temporaries on the stack, and std's 2 MiB default has overflowed.
+pub const ENGINE_THREAD_STACK_BYTES: usize = 8 << 20;

@@ -105,6 +105,7 @@ pub fn start(
     let name = info.name;
     let thread = std::thread::Builder::new()
         .name(format!("dn-{name}-engine"))
+        .stack_size(crate::limits::ENGINE_THREAD_STACK_BYTES)
         .spawn(move || match name {
             "threads" => threads::serve(listener, serve_ctx),
             _ => uring::serve(listener, serve_ctx),

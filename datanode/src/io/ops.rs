@@ -561,7 +561,14 @@ impl Io {
 
     /// Starts a chain of linked operations.
     pub fn chain(&self) -> Chain<'_> {
-        Chain::new(self)
+        Chain::new(self, true)
+    }
+
+    /// Starts a batch: like a chain, submitted together and waited for together, but not
+    /// linked, so the kernel runs the ops side by side (e.g. reads of several packets)
+    /// and one failing does not cancel the others.
+    pub fn batch(&self) -> Chain<'_> {
+        Chain::new(self, false)
     }
 }
 
@@ -763,6 +770,8 @@ struct ChainOp {
 /// and read them (SEND) within the same chain.
 pub struct Chain<'io> {
     io: &'io Io,
+    /// IOSQE_IO_LINK between the ops; a batch ([`Io::batch`]) runs them side by side.
+    linked: bool,
     ops: [Option<ChainOp>; CHAIN_OPS_MAX],
     len: usize,
     slots: [Option<SharedSlot>; CHAIN_SLOTS_MAX],
@@ -781,9 +790,10 @@ pub struct ChainResults {
 }
 
 impl<'io> Chain<'io> {
-    fn new(io: &'io Io) -> Chain<'io> {
+    fn new(io: &'io Io, linked: bool) -> Chain<'io> {
         Chain {
             io,
+            linked,
             ops: [const { None }; CHAIN_OPS_MAX],
             len: 0,
             slots: [const { None }; CHAIN_SLOTS_MAX],
@@ -919,7 +929,8 @@ impl<'io> Chain<'io> {
         assert!(self.len > 0, "empty chain");
         let io = self.io;
         let count = self.len;
-        let silent = self.ops[..count].iter().flatten().all(|op| op.skippable);
+        let silent = self.linked && self.ops[..count].iter().flatten().all(|op| op.skippable);
+        let linked = self.linked;
         let mut indices = [0u32; CHAIN_OPS_MAX];
         let mut names = [""; CHAIN_OPS_MAX];
         let mut wanted = [0; CHAIN_OPS_MAX];
@@ -935,7 +946,7 @@ impl<'io> Chain<'io> {
             for index in 0..count {
                 let op = self.ops[index].take().expect("queued op");
                 let (entry, user_data) = table.insert(op.name, op.holds).expect("vacancy checked");
-                let link = match (index + 1 < count, silent) {
+                let link = match (linked && index + 1 < count, silent) {
                     (true, true) => squeue::Flags::IO_LINK | squeue::Flags::SKIP_SUCCESS,
                     (true, false) => squeue::Flags::IO_LINK,
                     (false, _) => squeue::Flags::empty(),
@@ -996,7 +1007,8 @@ impl ChainResults {
         }
     }
 
-    /// The first op that failed or came up short, if any. Ops after it are ECANCELED.
+    /// The first op that failed or came up short, if any. In a chain, ops after it are
+    /// ECANCELED.
     pub fn first_error(&self) -> Option<IoError> {
         (0..self.len).find_map(|index| self.check(index).err())
     }

@@ -100,6 +100,7 @@ pub fn serve_with(
         let (options, stop, ready) = (options.clone(), stop.clone(), ready_sender.clone());
         let thread = std::thread::Builder::new()
             .name(format!("dn-uring-{index}"))
+            .stack_size(crate::limits::ENGINE_THREAD_STACK_BYTES)
             .spawn(move || ring_thread((index, rings), &options, stop, ready))
             .map_err(|source| EngineError::Io { action: "spawn a ring thread", source })?;
         threads.push(thread);

@@ -1,9 +1,12 @@
-//! Sending a planned read ([`ReadPlan`]) on the ring, in linked chains of packets.
+//! Sending a planned read ([`ReadPlan`]) on the ring.
 //!
-//! READ_FIXED + SEND_ZC mode (the default, see [`ReadMode`]), per packet (3 linked SQEs,
-//! up to 8 packets per chain): header (encoded by the CPU), CRCs (READ_FIXED from the
-//! `.meta`) and data (READ_FIXED from the block file) land contiguous in a registered
-//! packet slot and leave with one SEND_ZC; the slot is held until its notification.
+//! READ_FIXED + SEND_ZC mode (the default, see [`ReadMode`]), in batches of 4 packets:
+//! each packet's header (encoded by the CPU), CRCs (READ_FIXED from the `.meta`) and
+//! data (READ_FIXED from the block file) land contiguous in a registered packet slot;
+//! a batch's reads run side by side (unlinked), and while batch k leaves in order (one
+//! linked chain of SEND_ZC, each slot held until its notification) batch k+1 is read.
+//! Long reads also ask the kernel to read ahead (FADVISE WILLNEED, see
+//! [`Readahead`]), so a cold read streams from the disk.
 //!
 //! Splice mode, per packet (4 linked SQEs, up to 7 packets per chain):
 //!
@@ -22,7 +25,7 @@ use ringfs_common::limits::PACKET_HEADER_SIZE_MAX;
 
 use super::conn::XceiverError;
 use crate::io::limits::CONTROL_SLOT_SIZE;
-use crate::io::{BufSlot, FixedFile, Io, PooledPipe, Socket, SpliceEnd};
+use crate::io::{self, BufSlot, FixedFile, Io, PooledPipe, Socket, SpliceEnd};
 use crate::limits::SOCKET_WRITE_TIMEOUT;
 use crate::ops::read::{ReadPacket, ReadPlan, Readahead};
 use crate::store::files::meta_offset;
@@ -96,9 +99,30 @@ pub(super) async fn send_plan(
         }
         ReadMode::ReadFixedSendZc | ReadMode::ReadFixedSend => {
             let zero_copy = mode == ReadMode::ReadFixedSendZc;
-            while let Some(packet) = packets.peek() {
-                advise_readahead(io, &files, &mut readahead, packet.offset_in_block);
-                sent += send_read_fixed(io, socket, plan, &files, &mut packets, zero_copy).await?;
+            let mut next_batch = |readahead: &mut Readahead| {
+                let batch: [Option<ReadPacket>; PACKETS_PER_BATCH] = std::array::from_fn(|_| packets.next());
+                if let Some(first) = &batch[0] {
+                    advise_readahead(io, &files, readahead, first.offset_in_block);
+                }
+                batch
+            };
+            // Batch k+1 is read into its slots while batch k is being sent.
+            let mut filled = fill_batch(io, plan, &files, next_batch(&mut readahead)).await?;
+            loop {
+                let batch = next_batch(&mut readahead);
+                if batch[0].is_none() {
+                    sent += send_batch(io, socket, filled, zero_copy).await?;
+                    break;
+                }
+                // Boxed: two chains' worth of state side by side is too much for a stack
+                // frame in debug builds.
+                let (sending, filling) = io::join(
+                    Box::pin(send_batch(io, socket, filled, zero_copy)),
+                    Box::pin(fill_batch(io, plan, &files, batch)),
+                )
+                .await;
+                sent += sending?;
+                filled = filling?;
             }
         }
     }
@@ -214,41 +238,81 @@ async fn send_spliced<I: Iterator<Item = ReadPacket>>(
     Ok(data_bytes)
 }
 
-/// One chain of READ_FIXED + SEND(_ZC) packets.
-async fn send_read_fixed<I: Iterator<Item = ReadPacket>>(
+/// Packets one batch reads into its slots while the batch before it is being sent:
+/// 4 x 64 KiB, so a reader holds at most 8 packet slots (two batches).
+const PACKETS_PER_BATCH: usize = 4;
+
+/// A batch of packets, each whole in its slot (header, CRCs, data): `(packet, slot, bytes)`.
+type FilledBatch = [Option<(ReadPacket, BufSlot, usize)>; PACKETS_PER_BATCH];
+
+/// Reads the CRCs and data of up to [`PACKETS_PER_BATCH`] packets into packet slots, all
+/// at once (an unlinked batch: the reads run side by side).
+async fn fill_batch(
     io: &Io,
-    socket: &Socket,
     plan: &ReadPlan,
     files: &ReplicaFiles,
-    packets: &mut Peekable<I>,
+    batch: [Option<ReadPacket>; PACKETS_PER_BATCH],
+) -> Result<FilledBatch, XceiverError> {
+    let mut filled: FilledBatch = [const { None }; PACKETS_PER_BATCH];
+    let mut reads = io.batch();
+    let mut lent = [None; PACKETS_PER_BATCH];
+    for (index, packet) in batch.into_iter().flatten().enumerate() {
+        let total = PACKET_HEADER_SIZE_MAX + packet.checksum_len + packet.data_len;
+        let mut slot = io.packet_arena().acquire(total).await?;
+        let (prefix_len, read_crcs) = prepare_packet(plan, &packet, &mut slot, 0)?;
+        let data_at = prefix_len + packet.checksum_len;
+        let bytes = data_at + packet.data_len;
+        if !read_crcs && packet.data_len == 0 {
+            filled[index] = Some((packet, slot, bytes)); // Nothing to read (the end packet).
+            continue;
+        }
+        let key = reads.lend(slot);
+        if read_crcs {
+            reads.read_fixed(&files.meta, key, prefix_len, packet.checksum_len, crc_offset(plan, &packet));
+        }
+        if packet.data_len > 0 {
+            reads.read_fixed(&files.data, key, data_at, packet.data_len, packet.offset_in_block);
+        }
+        lent[index] = Some((packet, key, bytes));
+    }
+    if !reads.is_empty() {
+        let mut results = io
+            .with_timeout(SOCKET_WRITE_TIMEOUT, reads.submit())
+            .await
+            .map_err(XceiverError::timed_out("read"))?;
+        if let Some(error) = results.first_error() {
+            return Err(error.into());
+        }
+        for (index, entry) in lent.into_iter().enumerate() {
+            if let Some((packet, key, bytes)) = entry {
+                filled[index] = Some((packet, results.take_slot(key), bytes));
+            }
+        }
+    }
+    Ok(filled)
+}
+
+/// Sends a filled batch in order (one linked chain); returns the data bytes sent.
+async fn send_batch(
+    io: &Io,
+    socket: &Socket,
+    filled: FilledBatch,
     zero_copy: bool,
 ) -> Result<u64, XceiverError> {
     let mut chain = io.chain();
     let mut data_bytes = 0;
-    let mut count = 0;
-    while count < PACKETS_PER_CHAIN_MAX {
-        let Some(packet) = packets.next() else { break };
-        let total = PACKET_HEADER_SIZE_MAX + packet.checksum_len + packet.data_len;
-        let mut slot = io.packet_arena().acquire(total).await?;
-        let (prefix_len, read_crcs) = prepare_packet(plan, &packet, &mut slot, 0)?;
-        let key = chain.lend(slot);
-        if read_crcs {
-            chain.read_fixed(&files.meta, key, prefix_len, packet.checksum_len, crc_offset(plan, &packet));
-        }
-        let data_at = prefix_len + packet.checksum_len;
-        if packet.data_len > 0 {
-            chain.read_fixed(&files.data, key, data_at, packet.data_len, packet.offset_in_block);
-            if zero_copy {
-                chain.send_zc(socket, key, 0, data_at + packet.data_len, false);
-            } else {
-                chain.send(socket, key, 0, data_at + packet.data_len, false);
-            }
-            data_bytes += packet.data_len as u64;
+    for (packet, slot, bytes) in filled.into_iter().flatten() {
+        let key = chain.lend_shared(slot.share());
+        if packet.data_len > 0 && zero_copy {
+            chain.send_zc(socket, key, 0, bytes, false);
         } else {
-            // The 31-byte end-of-read packet: not worth a zero-copy notification.
-            chain.send(socket, key, 0, data_at, false);
+            // The 31-byte end-of-read packet is not worth a zero-copy notification.
+            chain.send(socket, key, 0, bytes, false);
         }
-        count += 1;
+        data_bytes += packet.data_len as u64;
+    }
+    if chain.is_empty() {
+        return Ok(0);
     }
     let results = io
         .with_timeout(SOCKET_WRITE_TIMEOUT, chain.submit())
