@@ -160,27 +160,35 @@ pub async fn read_files(
 }
 
 /// `streams` readers, each doing its share of `ops` reads of `size` bytes at random
-/// offsets of `path`.
+/// offsets of `path`: back to back (closed loop: the figure is throughput), or with
+/// `pace`, one read every `pace` per stream (open loop, phases spread evenly over the
+/// streams), each read's latency counted from when it was due, not from when it
+/// started, so a slow server cannot hide its queueing (no coordinated omission).
+#[allow(clippy::too_many_arguments)]
 pub async fn positional_reads(
     client: &DfsClient,
     path: &str,
     streams: usize,
     ops: u64,
     size: usize,
+    pace: Option<Duration>,
     bar: &ProgressBar,
     limit: Duration,
 ) -> Measured {
+    let started = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
     let barrier = Arc::new(Barrier::new(streams + 1));
     let mut tasks = Vec::new();
     for stream in 0..streams {
         let my_ops = ops / streams as u64 + u64::from((stream as u64) < ops % streams as u64);
-        let (client, path, barrier, bar) =
-            (client.clone(), path.to_string(), Arc::clone(&barrier), bar.clone());
+        let (client, path, barrier, bar, started) =
+            (client.clone(), path.to_string(), Arc::clone(&barrier), bar.clone(), Arc::clone(&started));
         tasks.push(tokio::spawn(async move {
             let mut outcome =
                 StreamOutcome { bytes: 0, latency: Latency::new(), error: None, extra_errors: 0 };
             let reader = client.open(&path).await;
             barrier.wait().await;
+            let start = *started.get_or_init(tokio::time::Instant::now);
+            let phase = pace.map(|pace| pace.mul_f64(stream as f64 / streams as f64));
             let mut reader = match reader {
                 Ok(reader) => reader,
                 Err(e) => {
@@ -192,9 +200,16 @@ pub async fn positional_reads(
             let span = reader.len().saturating_sub(size as u64).max(1);
             let mut rng = StdRng::seed_from_u64(0xbe57 + stream as u64);
             let mut buf = vec![0u8; size];
-            for _ in 0..my_ops {
+            for op in 0..my_ops {
                 let offset = rng.random_range(0..span);
-                let began = Instant::now();
+                let began = match (pace, phase) {
+                    (Some(pace), Some(phase)) => {
+                        let due = start + phase + pace * op as u32;
+                        tokio::time::sleep_until(due).await;
+                        due.into_std()
+                    }
+                    _ => Instant::now(),
+                };
                 match reader.read_exact_at(offset, &mut buf).await {
                     Ok(()) => {
                         outcome.latency.record(began.elapsed());

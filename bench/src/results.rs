@@ -113,7 +113,18 @@ pub struct ConnectionsResult {
     pub seconds: f64,
     pub reads_per_sec: f64,
     pub bytes_per_sec: f64,
+    /// Closed loop: every connection reads back to back.
     pub latency: LatencySummary,
+    /// Open loop: the same connections paced to this many reads/s in total (half the
+    /// closed-loop rate), latency counted from when each read was due.
+    #[serde(default)]
+    pub paced_offered_reads_per_sec: f64,
+    #[serde(default)]
+    pub paced_reads: u64,
+    #[serde(default)]
+    pub paced_errors: u64,
+    #[serde(default)]
+    pub paced_latency: Option<LatencySummary>,
     pub datanode_cpu_seconds: f64,
     /// Connection attempts the kernel turned away because a listener's accept queue was
     /// full, during the phase (host-wide TcpExt ListenOverflows / ListenDrops).

@@ -208,6 +208,9 @@ fn section_name(section: Section) -> &'static str {
     }
 }
 
+/// Offered load of the paced connections run, as a fraction of the closed-loop rate.
+const PACED_LOAD_FRACTION: f64 = 0.5;
+
 /// A thousand busy plus a thousand idle connections need more descriptors than the
 /// usual soft limit of 1024; the spawned cluster inherits the raised limit.
 fn raise_open_file_limit() {
@@ -802,6 +805,7 @@ fn run_step(
         None
     };
     let mut idle = Vec::new();
+    let mut paced: Option<(f64, Measured)> = None;
     let measured: Measured = match step {
         Step::Write1R1 | Step::Write1R3 | Step::WriteMany => {
             let total = file_bytes * files.len() as u64;
@@ -836,6 +840,7 @@ fn run_step(
                 plan.pread_streams,
                 plan.pread_ops,
                 plan.pread_size,
+                None,
                 &bar,
                 plan.phase_limit,
             ));
@@ -852,10 +857,33 @@ fn run_step(
                 plan.connections,
                 reads,
                 plan.pread_size,
+                None,
                 &bar,
                 plan.phase_limit,
             ));
             bar.finish_and_clear();
+            // Then the same connections paced at half the rate just reached: closed-loop
+            // latency with a thousand reads outstanding is queueing (connections divided
+            // by throughput), the paced run measures the latency a reader sees at a load
+            // the node sustains.
+            let saturated = m.latency.count() as f64 / m.elapsed.as_secs_f64().max(1e-9);
+            if saturated > 0.0 {
+                let offered = saturated * PACED_LOAD_FRACTION;
+                let pace = Duration::from_secs_f64(plan.connections as f64 / offered);
+                let bar = progress.count(&format!("{label} paced"), reads);
+                let p = runtime.block_on(dfsio::positional_reads(
+                    client,
+                    &files[0],
+                    plan.connections,
+                    reads,
+                    plan.pread_size,
+                    Some(pace),
+                    &bar,
+                    plan.phase_limit,
+                ));
+                bar.finish_and_clear();
+                paced = Some((offered, p));
+            }
             m
         }
     };
@@ -891,12 +919,21 @@ fn run_step(
             reads: measured.latency.count(),
             read_bytes: plan.pread_size,
             errors: measured.errors,
-            error_samples: measured.error_samples.clone(),
+            error_samples: measured
+                .error_samples
+                .iter()
+                .chain(paced.iter().flat_map(|(_, p)| p.error_samples.iter()))
+                .cloned()
+                .collect(),
             seconds,
             reads_per_sec: measured.latency.count() as f64 / seconds.max(1e-9),
             bytes_per_sec: measured.bytes as f64 / seconds.max(1e-9),
             latency: summary,
             datanode_cpu_seconds: dn_cpu,
+            paced_offered_reads_per_sec: paced.as_ref().map_or(0.0, |(offered, _)| *offered),
+            paced_reads: paced.as_ref().map_or(0, |(_, p)| p.latency.count()),
+            paced_errors: paced.as_ref().map_or(0, |(_, p)| p.errors),
+            paced_latency: paced.as_ref().map(|(_, p)| p.latency.summary()),
             listen_overflows: overflows_after.0.saturating_sub(overflows_before.0),
             listen_drops: overflows_after.1.saturating_sub(overflows_before.1),
         })));
