@@ -2,10 +2,17 @@
 //!
 //! Mutating calls append their framed record to an in-memory queue while holding the
 //! namespace lock (so log order is apply order), release the lock, then wait until a
-//! sync covering their txid has finished. One thread writes and fdatasyncs: every record
-//! queued while it was syncing goes out in the next write and is covered by the next
-//! single fsync. Replies therefore never precede durability, and many concurrent calls
-//! share one disk flush.
+//! sync covering their txid has finished. Replies therefore never precede durability,
+//! and many concurrent calls share one disk flush.
+//!
+//! Syncs overlap: [`SYNC_THREADS`] threads take turns taking the queued records and
+//! writing them (one writer at a time, so batches reach the file in queue order), then
+//! each fdatasyncs on its own file handle without holding any lock. An fdatasync makes durable everything written
+//! to the file before it was called, so whichever sync returns makes its batch and every
+//! earlier one durable. Each thread syncs through its own open file description, so a
+//! writeback error is reported to every thread's next sync (Linux reports an error once
+//! per description) and a success is never taken for a batch whose pages failed; after
+//! any failure nothing more is acknowledged.
 //!
 //! Segments are files `edits_<first txid>` in the `current` directory; a roll (at a
 //! checkpoint) closes the segment at a txid and starts the next one.
@@ -20,6 +27,12 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::edits::{encode_edit_record, encode_segment_header, EditOp};
+
+/// Threads writing and syncing batches. Two let a batch be written and synced while the
+/// previous sync is still in the device: on the build VM's virtio disk a lone
+/// write+fdatasync takes about 4 ms, while overlapping ones complete in 0.2-0.4 ms, and on
+/// any device the second sync no longer waits for the first before starting.
+pub const SYNC_THREADS: usize = 2;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JournalError {
@@ -61,6 +74,30 @@ struct Queue {
     /// Close the current segment after this many bytes of `buf` (ending at txid).
     roll: Option<(usize, u64)>,
     shutdown: bool,
+    /// A write or sync failed: nothing more is written or acknowledged.
+    failed: bool,
+    /// A thread is writing a batch; the next batch waits for it (never for its sync).
+    writing: bool,
+    /// Emptied buffers, reused for the next batches.
+    spare: Vec<Vec<u8>>,
+}
+
+/// The segment being written: one handle for writes, one per sync thread for syncs,
+/// all opened before anything was written through them.
+#[derive(Debug)]
+struct Segment {
+    writer: File,
+    syncers: Vec<Arc<File>>,
+}
+
+impl Segment {
+    fn open(dir: &Path, first_txid: u64, writer: File) -> std::io::Result<Segment> {
+        let path = dir.join(segment_file_name(first_txid));
+        let syncers = (0..SYNC_THREADS)
+            .map(|_| OpenOptions::new().write(true).open(&path).map(Arc::new))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Segment { writer, syncers })
+    }
 }
 
 #[derive(Debug)]
@@ -71,13 +108,15 @@ struct Shared {
     synced_signal: Condvar,
     synced: watch::Sender<u64>,
     failure: Mutex<Option<String>>,
+    /// Used by the thread that is writing (`Queue::writing`).
+    segment: Mutex<Option<Segment>>,
 }
 
 /// The edit log writer (cheap to share: wrap in `Arc`).
 #[derive(Debug)]
 pub struct Journal {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Journal {
@@ -91,13 +130,23 @@ impl Journal {
             synced_signal: Condvar::new(),
             synced,
             failure: Mutex::new(None),
+            segment: Mutex::new(None),
         });
-        let worker = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("edit-log-sync".into())
-            .spawn(move || sync_loop(worker, dir, current_segment))
-            .expect("spawn the edit log thread");
-        Journal { shared, thread: Mutex::new(Some(thread)) }
+        match Segment::open(&dir, last_txid + 1, current_segment) {
+            Ok(segment) => *shared.segment.lock().expect("segment lock") = Some(segment),
+            Err(e) => fail(&shared, format!("opening the edit log segment in {}: {e}", dir.display())),
+        }
+        let threads = (0..SYNC_THREADS)
+            .map(|index| {
+                let worker = Arc::clone(&shared);
+                let dir = dir.clone();
+                std::thread::Builder::new()
+                    .name("edit-log-sync".into())
+                    .spawn(move || sync_loop(worker, dir, index))
+                    .expect("spawn the edit log thread")
+            })
+            .collect();
+        Journal { shared, threads: Mutex::new(threads) }
     }
 
     /// Why the log stopped accepting writes, if it did.
@@ -162,7 +211,7 @@ impl Journal {
         }
     }
 
-    /// Flushes and stops the writer thread.
+    /// Flushes and stops the writer threads.
     pub fn shutdown(&self) -> Result<(), JournalError> {
         let flushed = self.flush_blocking();
         self.shared
@@ -170,85 +219,111 @@ impl Journal {
             .lock()
             .expect("failure lock")
             .get_or_insert_with(|| "the edit log is closed".to_string());
+        self.stop_threads();
+        flushed
+    }
+
+    fn stop_threads(&self) {
         self.shared.queue.lock().expect("journal queue").shutdown = true;
-        self.shared.wakeup.notify_one();
-        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
+        self.shared.wakeup.notify_all();
+        for thread in self.threads.lock().expect("thread lock").drain(..) {
             let _ = thread.join();
         }
-        flushed
     }
 }
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        self.shared.queue.lock().expect("journal queue").shutdown = true;
-        self.shared.wakeup.notify_one();
-        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
-            let _ = thread.join();
-        }
+        self.stop_threads();
     }
 }
 
-fn sync_loop(shared: Arc<Shared>, dir: PathBuf, mut segment: File) {
-    let mut spare = Vec::new();
+/// Records a failure (the first one wins), stops further writes and wakes every waiter so
+/// it sees it.
+fn fail(shared: &Shared, message: String) {
+    error!("{message}");
+    shared.failure.lock().expect("failure lock").get_or_insert(message);
+    let mut queue = shared.queue.lock().expect("journal queue");
+    queue.failed = true;
+    shared.synced.send_modify(|_| {});
+    shared.synced_signal.notify_all();
+    drop(queue);
+    shared.wakeup.notify_all();
+}
+
+fn sync_loop(shared: Arc<Shared>, dir: PathBuf, index: usize) {
     loop {
-        let (mut buf, roll, last_txid) = {
-            let mut queue = shared.queue.lock().expect("journal queue");
-            while queue.buf.is_empty() && queue.roll.is_none() && !queue.shutdown {
-                queue = shared.wakeup.wait(queue).expect("journal queue");
-            }
-            if queue.buf.is_empty() && queue.roll.is_none() && queue.shutdown {
+        let mut queue = shared.queue.lock().expect("journal queue");
+        loop {
+            let work = !queue.buf.is_empty() || queue.roll.is_some();
+            if queue.failed || (queue.shutdown && !work && !queue.writing) {
                 return;
             }
-            let buf = std::mem::replace(&mut queue.buf, std::mem::take(&mut spare));
-            (buf, queue.roll.take(), queue.last_txid)
+            if work && !queue.writing {
+                break;
+            }
+            queue = shared.wakeup.wait(queue).expect("journal queue");
+        }
+        let spare = queue.spare.pop().unwrap_or_default();
+        let mut buf = std::mem::replace(&mut queue.buf, spare);
+        let (roll, last_txid) = (queue.roll.take(), queue.last_txid);
+        queue.writing = true;
+        drop(queue);
+        let (written, syncer) = {
+            let mut segment = shared.segment.lock().expect("segment lock");
+            match segment.as_mut() {
+                Some(current) => {
+                    let written = write_batch(&dir, current, &buf, roll);
+                    (written, Some(Arc::clone(&current.syncers[index])))
+                }
+                None => (Ok(()), None),
+            }
         };
-        let result = write_batch(&dir, &mut segment, &buf, roll);
-        match result {
+        shared.queue.lock().expect("journal queue").writing = false;
+        // Another thread may write the next batch while this one syncs.
+        shared.wakeup.notify_one();
+        let Some(syncer) = syncer else { return };
+        match written.and_then(|()| syncer.sync_data()) {
             Ok(()) => {
-                let _queue = shared.queue.lock().expect("journal queue");
-                shared.synced.send_replace(last_txid);
-                shared.synced_signal.notify_all();
+                let mut queue = shared.queue.lock().expect("journal queue");
+                if !queue.failed {
+                    shared.synced.send_if_modified(|synced| {
+                        let newer = last_txid > *synced;
+                        *synced = (*synced).max(last_txid);
+                        newer
+                    });
+                    shared.synced_signal.notify_all();
+                }
+                buf.clear();
+                queue.spare.push(buf);
             }
             Err(e) => {
-                let message = format!("writing edits in {}: {e}", dir.display());
-                error!("{message}");
-                *shared.failure.lock().expect("failure lock") = Some(message);
-                // Wake waiters so they see the failure; stop writing for good.
-                let _queue = shared.queue.lock().expect("journal queue");
-                shared.synced.send_modify(|_| {});
-                shared.synced_signal.notify_all();
+                fail(&shared, format!("writing edits in {}: {e}", dir.display()));
                 return;
             }
         }
-        buf.clear();
-        spare = buf;
     }
 }
 
+/// Writes a batch into the segment; at a roll, syncs the old segment up to the roll
+/// point and continues in a new one. The caller syncs what was written last.
 fn write_batch(
     dir: &Path,
-    segment: &mut File,
+    segment: &mut Segment,
     buf: &[u8],
     roll: Option<(usize, u64)>,
 ) -> std::io::Result<()> {
     match roll {
-        None => {
-            segment.write_all(buf)?;
-            segment.sync_data()?;
-        }
+        None => segment.writer.write_all(buf),
         Some((offset, end_txid)) => {
-            segment.write_all(&buf[..offset])?;
-            segment.sync_data()?;
-            *segment = create_segment(dir, end_txid + 1)?;
+            segment.writer.write_all(&buf[..offset])?;
+            segment.writer.sync_data()?;
+            let writer = create_segment(dir, end_txid + 1)?;
+            *segment = Segment::open(dir, end_txid + 1, writer)?;
             info!(first_txid = end_txid + 1, "started a new edit log segment");
-            if offset < buf.len() {
-                segment.write_all(&buf[offset..])?;
-                segment.sync_data()?;
-            }
+            segment.writer.write_all(&buf[offset..])
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -290,5 +365,61 @@ mod tests {
         assert_eq!(scan.first_txid, 51);
         assert_eq!(scan.records.len(), 1);
         assert_eq!(parse_segment_file_name(&segment_file_name(51)), Some(51));
+    }
+
+    /// Appenders on several threads (in txid order under one lock, as the namesystem
+    /// appends) with rolls in between: every record lands once, in order, in the segment
+    /// its roll put it in, and a waiter is released only once its txid is durable.
+    #[test]
+    fn overlapping_syncs_keep_order_across_rolls() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = create_segment(dir.path(), 1).unwrap();
+        let journal = Arc::new(Journal::start(dir.path().to_path_buf(), segment, 0));
+        let next_txid = Arc::new(Mutex::new(0u64));
+        let rolls = Arc::new(Mutex::new(Vec::new()));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let workers: Vec<_> = (0..4)
+            .map(|worker| {
+                let (journal, next_txid, rolls) =
+                    (Arc::clone(&journal), Arc::clone(&next_txid), Arc::clone(&rolls));
+                std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    for i in 0..250u64 {
+                        let txid = {
+                            let mut next = next_txid.lock().unwrap();
+                            *next += 1;
+                            let op = EditOp::SetReplication { id: InodeId(16386 + *next), replication: 1 };
+                            journal.append(*next, &op);
+                            if worker == 0 && i % 100 == 99 {
+                                rolls.lock().unwrap().push(journal.roll());
+                            }
+                            *next
+                        };
+                        runtime.block_on(journal.wait_synced(txid)).unwrap();
+                        assert!(journal.synced_txid() >= txid);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        runtime.block_on(journal.wait_synced(1000)).unwrap();
+        journal.shutdown().unwrap();
+
+        let mut firsts = vec![1u64];
+        firsts.extend(rolls.lock().unwrap().iter().map(|end| end + 1));
+        let mut expected = 1u64;
+        for first in firsts {
+            let bytes = std::fs::read(dir.path().join(segment_file_name(first))).unwrap();
+            let scan = scan_segment(&bytes).unwrap();
+            assert_eq!(scan.first_txid, first);
+            assert!(scan.torn_tail.is_none());
+            for record in &scan.records {
+                assert_eq!(record.txid, expected);
+                expected += 1;
+            }
+        }
+        assert_eq!(expected, 1001, "every record is in exactly one segment");
     }
 }
