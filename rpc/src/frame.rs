@@ -34,25 +34,45 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next frame body (without its length prefix), or `None` at a clean EOF.
     pub async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
-            if let Some((_, consumed)) = ipc::split_frame(&self.buffer, self.frame_size_max)? {
-                let mut frame = self.buffer.split_to(consumed);
-                frame.advance(ipc::FRAME_LENGTH_SIZE);
-                return Ok(Some(frame.freeze()));
+            if let Some(frame) = self.buffered()? {
+                return Ok(Some(frame));
             }
-            let wanted = if self.buffer.len() >= ipc::FRAME_LENGTH_SIZE {
-                let prefix: [u8; 4] = self.buffer[..4].try_into().expect("4 bytes");
-                ipc::FRAME_LENGTH_SIZE + ipc::frame_size(prefix, self.frame_size_max)?
-            } else {
-                0
-            };
-            self.buffer.reserve(wanted.saturating_sub(self.buffer.len()).max(READ_CHUNK_SIZE));
-            if self.read.read_buf(&mut self.buffer).await? == 0 {
+            if self.fill().await? == 0 {
                 if self.buffer.is_empty() {
                     return Ok(None);
                 }
                 return Err(FrameError::TruncatedFrame { buffered: self.buffer.len() });
             }
         }
+    }
+
+    /// A complete frame already in the buffer, without reading.
+    pub fn buffered(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some((_, consumed)) = ipc::split_frame(&self.buffer, self.frame_size_max)? else {
+            return Ok(None);
+        };
+        let mut frame = self.buffer.split_to(consumed);
+        frame.advance(ipc::FRAME_LENGTH_SIZE);
+        Ok(Some(frame.freeze()))
+    }
+
+    /// Reads once into the buffer (room for the announced frame, at least
+    /// [`READ_CHUNK_SIZE`]); returns the bytes read, 0 at EOF. Cancel-safe: bytes are
+    /// either in the buffer or still in the socket.
+    pub async fn fill(&mut self) -> Result<usize, FrameError> {
+        let wanted = if self.buffer.len() >= ipc::FRAME_LENGTH_SIZE {
+            let prefix: [u8; 4] = self.buffer[..4].try_into().expect("4 bytes");
+            ipc::FRAME_LENGTH_SIZE + ipc::frame_size(prefix, self.frame_size_max)?
+        } else {
+            0
+        };
+        self.buffer.reserve(wanted.saturating_sub(self.buffer.len()).max(READ_CHUNK_SIZE));
+        Ok(self.read.read_buf(&mut self.buffer).await?)
+    }
+
+    /// Bytes of an unfinished frame held at EOF.
+    pub fn pending_bytes(&self) -> usize {
+        self.buffer.len()
     }
 }
 

@@ -1,8 +1,14 @@
 //! The IPC server loop. A malformed frame closes only its own connection (with a FATAL
 //! response where Java would send one); every other connection keeps being served.
+//!
+//! One task per connection reads frames, runs each call as far as it goes without
+//! waiting, and writes the responses: a read such as getFileInfo costs no task spawn, no
+//! channel and no second wake-up, and responses ready together leave in one write.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use prost::Message;
@@ -11,9 +17,10 @@ use ringfs_common::ipc::{
 };
 use ringfs_common::limits::RPC_FRAME_SIZE_MAX;
 use ringfs_common::proto::common::{
-    rpc_response_header_proto::RpcErrorCodeProto, rpc_sasl_proto::SaslState, RpcSaslProto,
+    rpc_response_header_proto::RpcErrorCodeProto, rpc_sasl_proto::SaslState, RequestHeaderProto, RpcSaslProto,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -140,68 +147,139 @@ async fn serve_connection<S: Service>(
         return Err(ConnectionError::Protocol("connection context names no user"));
     }
     let protocol = context.protocol.unwrap_or_default();
+    let context = CallContext { user, peer, protocol, client_id: Bytes::new() };
+    serve_calls(reader, writer, context, service).await
+}
 
-    // Responses are written by one task so concurrent calls can finish in any order.
-    let (responses, mut response_rx) = mpsc::channel::<Vec<u8>>(256);
-    let writer_task = tokio::spawn(async move {
-        while let Some(frame) = response_rx.recv().await {
-            if writer.write_all(&frame).await.is_err() {
-                break;
+/// Largest response buffer kept between writes; a bigger one (a long listing) is freed.
+const RESPONSE_BUFFER_KEPT_MAX: usize = 1024 * 1024;
+/// Calls of one connection that may wait at once (each holds a task); beyond it the
+/// connection is not read until some finish, so a client cannot pile up tasks without
+/// bound.
+const CALLS_WAITING_PER_CONNECTION_MAX: usize = 1024;
+
+/// Serves the calls of one connection on this task. Every call is first polled here, so
+/// one that finishes at once (every read) costs no task and no channel; one that must
+/// wait (a mutation waiting for its edits to be durable) moves to a task of its own and
+/// sends its response back here. Responses are written by this task only, those ready
+/// together in one write.
+async fn serve_calls<S: Service>(
+    mut reader: FrameReader<OwnedReadHalf>,
+    mut writer: OwnedWriteHalf,
+    context: CallContext,
+    service: Arc<S>,
+) -> Result<(), ConnectionError> {
+    let mut context = Arc::new(context);
+    let (finished_tx, mut finished) = mpsc::unbounded_channel::<Vec<u8>>();
+    // Calls moved to tasks whose responses have not come back yet.
+    let mut waiting = 0usize;
+    let mut out = Vec::new();
+    let mut reading = true;
+    // Why the connection must close once what is already answered has been written.
+    let mut closing: Option<ConnectionError> = None;
+    loop {
+        while reading && waiting < CALLS_WAITING_PER_CONNECTION_MAX {
+            let body = match reader.buffered() {
+                Ok(Some(body)) => body,
+                Ok(None) => break,
+                Err(e) => {
+                    (reading, closing) = (false, Some(e.into()));
+                    break;
+                }
+            };
+            match ClientFrame::decode(body, RPC_FRAME_SIZE_MAX) {
+                Ok(ClientFrame::Call { header, request, payload }) => {
+                    if header.client_id != context.client_id {
+                        let client_id = header.client_id.clone();
+                        context = Arc::new(CallContext { client_id, ..(*context).clone() });
+                    }
+                    let call = CallId::of(&header);
+                    let mut pending =
+                        Box::pin(run_call(Arc::clone(&service), Arc::clone(&context), request, payload));
+                    match std::future::poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx))).await {
+                        Poll::Ready(outcome) => encode_outcome(&call, outcome, &mut out),
+                        Poll::Pending => {
+                            waiting += 1;
+                            let finished_tx = finished_tx.clone();
+                            tokio::spawn(async move {
+                                let mut frame = Vec::new();
+                                encode_outcome(&call, pending.await, &mut frame);
+                                let _ = finished_tx.send(frame);
+                            });
+                        }
+                    }
+                }
+                Ok(ClientFrame::Ping { .. }) => {}
+                Ok(_) => {
+                    let e = ConnectionError::Protocol("unexpected out-of-band frame after context");
+                    (reading, closing) = (false, Some(e));
+                }
+                Err(e) => {
+                    let error = RemoteError {
+                        class_name: exception::RPC_SERVER.to_string(),
+                        message: e.to_string(),
+                        detail: RpcErrorCodeProto::FatalDeserializingRequest,
+                    };
+                    let call =
+                        CallId { call_id: ipc::FATAL_CALL_ID, client_id: Bytes::new(), retry_count: -1 };
+                    ipc::encode_error(&call, &error, true, &mut out);
+                    (reading, closing) = (false, Some(e.into()));
+                }
             }
         }
-    });
+        while let Ok(frame) = finished.try_recv() {
+            waiting -= 1;
+            out.extend_from_slice(&frame);
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+            out.clear();
+            if out.capacity() > RESPONSE_BUFFER_KEPT_MAX {
+                out = Vec::new();
+            }
+        }
+        if let Some(e) = closing {
+            return Err(e);
+        }
+        if !reading && waiting == 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            // Never None: this task holds a sender.
+            Some(frame) = finished.recv(), if waiting > 0 => {
+                waiting -= 1;
+                out.extend_from_slice(&frame);
+            }
+            filled = reader.fill(), if reading && waiting < CALLS_WAITING_PER_CONNECTION_MAX => match filled {
+                // EOF between frames: answer what is still running, then close.
+                Ok(0) if reader.pending_bytes() == 0 => reading = false,
+                Ok(0) => return Err(FrameError::TruncatedFrame { buffered: reader.pending_bytes() }.into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+}
 
-    let result = loop {
-        let body = match reader.next().await {
-            Ok(Some(body)) => body,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e.into()),
-        };
-        let (header, request, payload) = match ClientFrame::decode(body, RPC_FRAME_SIZE_MAX) {
-            Ok(ClientFrame::Call { header, request, payload }) => (header, request, payload),
-            Ok(ClientFrame::Ping { .. }) => continue,
-            Ok(_) => break Err(ConnectionError::Protocol("unexpected out-of-band frame after context")),
-            Err(e) => {
-                let error = RemoteError {
-                    class_name: exception::RPC_SERVER.to_string(),
-                    message: e.to_string(),
-                    detail: RpcErrorCodeProto::FatalDeserializingRequest,
-                };
-                let mut out = Vec::new();
-                let call = CallId { call_id: ipc::FATAL_CALL_ID, client_id: Bytes::new(), retry_count: -1 };
-                ipc::encode_error(&call, &error, true, &mut out);
-                let _ = responses.send(out).await;
-                break Err(e.into());
-            }
-        };
-        let call = CallId::of(&header);
-        let ctx = CallContext {
-            user: user.clone(),
-            peer,
-            protocol: protocol.clone(),
-            client_id: header.client_id.clone(),
-        };
-        let service = Arc::clone(&service);
-        let responses = responses.clone();
-        tokio::spawn(async move {
-            let method = request.method_name;
-            let declared = request.declaring_class_protocol_name;
-            let outcome = if !declared.is_empty() && declared != ctx.protocol && !ctx.protocol.is_empty() {
-                Err(RemoteError::no_such_protocol(&declared))
-            } else {
-                service.call(&ctx, &method, payload).await
-            };
-            let mut out = Vec::new();
-            match outcome {
-                Ok(body) => ipc::encode_response_bytes(&call, &body, &mut out),
-                Err(error) => ipc::encode_error(&call, &error, false, &mut out),
-            }
-            let _ = responses.send(out).await;
-        });
-    };
-    drop(responses);
-    let _ = writer_task.await;
-    result
+/// One call: the protocol check, then the service.
+async fn run_call<S: Service>(
+    service: Arc<S>,
+    context: Arc<CallContext>,
+    request: RequestHeaderProto,
+    payload: Bytes,
+) -> Result<Bytes, RemoteError> {
+    let declared = &request.declaring_class_protocol_name;
+    if !declared.is_empty() && *declared != context.protocol && !context.protocol.is_empty() {
+        return Err(RemoteError::no_such_protocol(declared));
+    }
+    service.call(&context, &request.method_name, payload).await
+}
+
+fn encode_outcome(call: &CallId, outcome: Result<Bytes, RemoteError>, out: &mut Vec<u8>) {
+    match outcome {
+        Ok(body) => ipc::encode_response_bytes(call, &body, out),
+        Err(error) => ipc::encode_error(call, &error, false, out),
+    }
 }
 
 /// A simple-auth server answers NEGOTIATE with SUCCESS, switching the client to SIMPLE;

@@ -3,9 +3,11 @@
 //! every other connection keeps being served.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ringfs_common::ipc::{self, RemoteError};
+use ringfs_common::limits::RPC_FRAME_SIZE_MAX;
 use ringfs_common::proto::hdfs::{GetFileInfoRequestProto, GetFileInfoResponseProto, HdfsFileStatusProto};
 use ringfs_rpc::{decode_request, encode_message, CallContext, RpcClient, Service};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +27,13 @@ impl Service for Echo {
                     path: request.src.into(),
                     ..Default::default()
                 };
+                Ok(encode_message(&GetFileInfoResponseProto { fs: Some(status) }))
+            }
+            // Answers after a pause: the call has to wait, as a mutation waits for its edits.
+            "getListing" => {
+                let request: GetFileInfoRequestProto = decode_request(request)?;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let status = HdfsFileStatusProto { path: request.src.into(), ..Default::default() };
                 Ok(encode_message(&GetFileInfoResponseProto { fs: Some(status) }))
             }
             _ => Err(RemoteError::no_such_method(method, &ctx.protocol)),
@@ -89,4 +98,60 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
         out.push(f.await);
     }
     out
+}
+
+#[tokio::test]
+async fn waiting_and_immediate_calls_share_a_connection() {
+    let addr = start().await;
+    let client = Arc::new(RpcClient::connect(&addr, "alice", ipc::protocol::CLIENT).await.unwrap());
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let client = Arc::clone(&client);
+        calls.push(tokio::spawn(async move {
+            let src = format!("/f{i}");
+            // Every third call waits before answering; the others answer at once.
+            let method = if i % 3 == 0 { "getListing" } else { "getFileInfo" };
+            let request = GetFileInfoRequestProto { src: src.clone() };
+            let response: GetFileInfoResponseProto = client.call(method, &request).await.unwrap();
+            assert_eq!(response.fs.unwrap().path, src.as_bytes(), "{method} answered for its own call");
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert!(client.is_open());
+}
+
+/// A client that sends its calls and then closes its sending side still gets every answer,
+/// including those of calls still waiting when the end of its stream arrived.
+#[tokio::test]
+async fn calls_sent_before_a_half_close_are_all_answered() {
+    let addr = start().await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let client_id = [7u8; 16];
+    let mut wire = b"hrpc\x09\x00\x00".to_vec();
+    ipc::encode_connection_context(&client_id, "carol", ipc::protocol::CLIENT, &mut wire);
+    for call_id in 0..6 {
+        let method = if call_id % 2 == 0 { "getListing" } else { "getFileInfo" };
+        let request = GetFileInfoRequestProto { src: format!("/c{call_id}") };
+        ipc::encode_call(call_id, &client_id, method, ipc::protocol::CLIENT, &request, &mut wire);
+    }
+    stream.write_all(&wire).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.unwrap();
+
+    let mut reply = Bytes::from(reply);
+    let mut answered = Vec::new();
+    while !reply.is_empty() {
+        let length = u32::from_be_bytes(reply[..4].try_into().unwrap()) as usize;
+        let body = reply.slice(4..4 + length);
+        reply = reply.slice(4 + length..);
+        let response = ipc::Response::decode(body, RPC_FRAME_SIZE_MAX).unwrap();
+        let message: GetFileInfoResponseProto = decode_request(response.outcome.unwrap()).unwrap();
+        assert_eq!(message.fs.unwrap().path, format!("/c{}", response.call_id).as_bytes());
+        answered.push(response.call_id);
+    }
+    answered.sort();
+    assert_eq!(answered, vec![0, 1, 2, 3, 4, 5]);
 }
