@@ -92,6 +92,9 @@ pub struct BlockMap {
     overflow: HashMap<BlockId, Vec<u32>>,
     /// Pipeline targets of blocks under construction (HDFS "expected locations").
     expected: HashMap<BlockId, Vec<Replica>>,
+    /// Replicas known on each datanode (by node index), kept current by every change
+    /// (full and incremental reports, deletions): a datanode report's numBlocks.
+    replicas_per_node: Vec<u64>,
     next_block_id: u64,
     /// The last generation stamp handed out.
     gen_stamp: u64,
@@ -103,6 +106,7 @@ impl Default for BlockMap {
             entries: IdMap::new(),
             overflow: HashMap::new(),
             expected: HashMap::new(),
+            replicas_per_node: Vec::new(),
             next_block_id: FIRST_BLOCK_ID,
             gen_stamp: FIRST_GEN_STAMP - 1,
         }
@@ -203,7 +207,29 @@ impl BlockMap {
         let entry = self.entries.remove(id.0)?;
         self.overflow.remove(&id);
         self.expected.remove(&id);
+        for replica in &replicas {
+            self.replica_gone(replica.node);
+        }
         Some((entry, replicas))
+    }
+
+    /// Replicas known on a datanode.
+    pub fn replica_count(&self, node: u32) -> u64 {
+        self.replicas_per_node.get(node as usize).copied().unwrap_or(0)
+    }
+
+    fn replica_added(&mut self, node: u32) {
+        let index = node as usize;
+        if self.replicas_per_node.len() <= index {
+            self.replicas_per_node.resize(index + 1, 0);
+        }
+        self.replicas_per_node[index] += 1;
+    }
+
+    fn replica_gone(&mut self, node: u32) {
+        if let Some(count) = self.replicas_per_node.get_mut(node as usize) {
+            *count = count.saturating_sub(1);
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (BlockId, &BlockEntry)> {
@@ -241,36 +267,56 @@ impl BlockMap {
 
     /// Adds or updates the replica on `replica.node`; returns false for unknown blocks.
     pub fn set_replica(&mut self, id: BlockId, replica: Replica) -> bool {
-        let Some(entry) = self.entries.get_mut(id.0) else { return false };
+        let Some(added) = self.put_replica(id, replica) else { return false };
+        if added {
+            self.replica_added(replica.node);
+        }
+        true
+    }
+
+    /// Stores a replica: `Some(true)` if the node had none of this block before.
+    fn put_replica(&mut self, id: BlockId, replica: Replica) -> Option<bool> {
+        let entry = self.entries.get_mut(id.0)?;
         let packed = replica.pack();
         if entry.overflow {
             let list = self.overflow.entry(id).or_default();
-            match list.iter_mut().find(|p| Replica::unpack(**p).node == replica.node) {
-                Some(slot) => *slot = packed,
-                None => list.push(packed),
-            }
-            return true;
+            return match list.iter_mut().find(|p| Replica::unpack(**p).node == replica.node) {
+                Some(slot) => {
+                    *slot = packed;
+                    Some(false)
+                }
+                None => {
+                    list.push(packed);
+                    Some(true)
+                }
+            };
         }
         if let Some(slot) =
             entry.replicas.iter_mut().find(|p| **p != EMPTY_SLOT && Replica::unpack(**p).node == replica.node)
         {
             *slot = packed;
-            return true;
+            return Some(false);
         }
         if let Some(slot) = entry.replicas.iter_mut().find(|p| **p == EMPTY_SLOT) {
             *slot = packed;
-            return true;
+            return Some(true);
         }
         let mut list: Vec<u32> = entry.replicas.to_vec();
         list.push(packed);
         entry.replicas = [EMPTY_SLOT; INLINE_REPLICAS];
         entry.overflow = true;
         self.overflow.insert(id, list);
-        true
+        Some(true)
     }
 
     /// Removes the replica on `node`, if the block had one there.
     pub fn remove_replica(&mut self, id: BlockId, node: u32) -> Option<Replica> {
+        let removed = self.take_replica(id, node)?;
+        self.replica_gone(node);
+        Some(removed)
+    }
+
+    fn take_replica(&mut self, id: BlockId, node: u32) -> Option<Replica> {
         let entry = self.entries.get_mut(id.0)?;
         if entry.overflow {
             let list = self.overflow.get_mut(&id)?;
@@ -352,14 +398,22 @@ mod tests {
             Some(Replica { node: 2, storage: 3, state: ReplicaState::Corrupt })
         );
         assert_eq!(map.replicas(id).len(), 5);
+        assert_eq!((0..6).map(|n| map.replica_count(n)).collect::<Vec<_>>(), vec![1, 1, 1, 1, 1, 0]);
         assert!(map.remove_replica(id, 0).is_some());
         assert!(map.remove_replica(id, 1).is_some());
         assert!(map.remove_replica(id, 1).is_none());
         assert_eq!(map.replicas(id).iter().map(|r| r.node).collect::<Vec<_>>(), vec![2, 3, 4]);
         assert!(map.overflow.is_empty(), "moved back inline");
+        assert_eq!(map.replica_count(1), 0, "an update keeps the count, a removal lowers it");
+        assert_eq!(map.replica_count(2), 1);
         let (entry, replicas) = map.remove(id).unwrap();
         assert_eq!(entry.file, InodeId(16386));
         assert_eq!(replicas.len(), 3);
+        assert_eq!(
+            (0..6).map(|n| map.replica_count(n)).sum::<u64>(),
+            0,
+            "a removed block takes its replicas"
+        );
         assert!(map.get(id).is_none());
         let big = Replica { node: DATANODE_INDEX_MAX, storage: 31, state: ReplicaState::BeingWritten };
         assert_eq!(Replica::unpack(big.pack()), big);

@@ -70,8 +70,6 @@ pub struct Datanode {
     pub xmits_in_progress: u32,
     pub cache_capacity: u64,
     pub cache_used: u64,
-    /// Replicas the namenode believes this node holds.
-    pub block_count: u64,
     pub commands: PendingCommands,
 }
 
@@ -336,7 +334,6 @@ impl DatanodeManager {
                     xmits_in_progress: 0,
                     cache_capacity: 0,
                     cache_used: 0,
-                    block_count: 0,
                     commands: PendingCommands::default(),
                 });
                 self.by_uuid.insert(uuid.clone(), index);
@@ -372,8 +369,9 @@ impl DatanodeManager {
         dead
     }
 
-    /// DatanodeInfoProto for clients and reports.
-    pub fn info(&self, index: u32) -> DatanodeInfoProto {
+    /// DatanodeInfoProto for clients and reports; `num_blocks` is the replicas the block
+    /// map knows on the node.
+    pub fn info(&self, index: u32, num_blocks: u64) -> DatanodeInfoProto {
         let node = self.node(index);
         DatanodeInfoProto {
             id: node.id().clone(),
@@ -392,7 +390,7 @@ impl DatanodeManager {
             upgrade_domain: None,
             last_block_report_time: Some(node.last_block_report_ms),
             last_block_report_monotonic: Some(node.last_block_report_ms),
-            num_blocks: Some(node.block_count.min(u64::from(u32::MAX)) as u32),
+            num_blocks: Some(num_blocks.min(u64::from(u32::MAX)) as u32),
         }
     }
 }

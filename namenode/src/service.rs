@@ -626,7 +626,7 @@ impl NameNodeService {
             .all()
             .filter(|n| wanted(n.registered))
             .map(|n| {
-                (fs.datanodes.info(n.index), (0..n.storages.len()).map(|i| n.storage_report(i)).collect())
+                (fs.datanode_info(n.index), (0..n.storages.len()).map(|i| n.storage_report(i)).collect())
             })
             .collect())
     }

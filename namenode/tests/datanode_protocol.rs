@@ -1,6 +1,7 @@
 //! DatanodeProtocol over real RPC with stand-in datanodes: registration (the namenode
 //! keeps the address it saw), the write path completing on incremental reports,
-//! commands coming back in heartbeats, and re-registration of unknown nodes.
+//! commands coming back in heartbeats, re-registration of unknown nodes, and the
+//! per-datanode block counts of datanode reports.
 
 mod common;
 
@@ -121,5 +122,91 @@ async fn datanodes_register_report_and_receive_commands() {
         .await
         .unwrap_err();
     assert_eq!(err.remote().unwrap().class_name, ringfs_common::ipc::exception::NO_SUCH_METHOD);
+    nn.namenode.shutdown().await.unwrap();
+}
+
+/// numBlocks of every live datanode, in registration order of `uuids`.
+async fn block_counts(client: &RpcClient, uuids: &[&str]) -> Vec<u32> {
+    let report: dn::GetDatanodeReportResponseProto =
+        client.call("getDatanodeReport", &dn::GetDatanodeReportRequestProto { r#type: 2 }).await.unwrap();
+    uuids
+        .iter()
+        .map(|uuid| {
+            let node = report.di.iter().find(|d| d.id.datanode_uuid == *uuid).expect("reported");
+            node.num_blocks.expect("numBlocks is always sent")
+        })
+        .collect()
+}
+
+/// Writes a one-block file of replication 2 on both nodes, reported by incremental reports
+/// only; returns its block.
+async fn write_file(client: &RpcClient, path: &str, nodes: [&FakeDatanode; 2]) -> dn::ExtendedBlockProto {
+    let create = dn::CreateRequestProto {
+        src: path.into(),
+        masked: dn::FsPermissionProto { perm: 0o644 },
+        client_name: "writer".into(),
+        create_flag: 1,
+        create_parent: true,
+        replication: 2,
+        block_size: 1 << 20,
+        ..Default::default()
+    };
+    let created: dn::CreateResponseProto = client.call("create", &create).await.unwrap();
+    let file_id = created.fs.unwrap().file_id;
+    let add = dn::AddBlockRequestProto {
+        src: path.into(),
+        client_name: "writer".into(),
+        file_id,
+        ..Default::default()
+    };
+    let block: dn::AddBlockResponseProto = client.call("addBlock", &add).await.unwrap();
+    let mut last = block.block.b;
+    last.num_bytes = Some(10);
+    for node in nodes {
+        node.received(&last, 10).await;
+    }
+    let complete = dn::CompleteRequestProto {
+        src: path.into(),
+        client_name: "writer".into(),
+        last: Some(last.clone()),
+        file_id,
+    };
+    let done: dn::CompleteResponseProto = client.call("complete", &complete).await.unwrap();
+    assert!(done.result);
+    last
+}
+
+/// `dfsadmin -report`'s "Num of Blocks" follows incremental reports and deletions, not
+/// only full block reports.
+#[tokio::test]
+async fn datanode_reports_count_blocks_between_full_reports() {
+    let nn = TestNameNode::start(&[]).await;
+    let dn1 = FakeDatanode::register(&nn.addr(), "dn-1", 50010).await;
+    let dn2 = FakeDatanode::register(&nn.addr(), "dn-2", 50011).await;
+    let client = RpcClient::connect(&nn.addr(), "root", protocol::CLIENT).await.unwrap();
+    let uuids = ["dn-1", "dn-2"];
+    assert_eq!(block_counts(&client, &uuids).await, vec![0, 0]);
+
+    let a = write_file(&client, "/a", [&dn1, &dn2]).await;
+    write_file(&client, "/b", [&dn1, &dn2]).await;
+    assert_eq!(block_counts(&client, &uuids).await, vec![2, 2], "RECEIVED replicas count at once");
+
+    // A replica reported RECEIVED again (a re-sent report) is not counted twice.
+    dn1.received(&a, 10).await;
+    assert_eq!(block_counts(&client, &uuids).await, vec![2, 2]);
+
+    dn1.deleted(&a).await;
+    assert_eq!(block_counts(&client, &uuids).await, vec![1, 2], "a DELETED replica stops counting");
+
+    // Deleting a file takes its blocks' replicas out of every count.
+    let _: dn::DeleteResponseProto =
+        client.call("delete", &dn::DeleteRequestProto { src: "/b".into(), recursive: false }).await.unwrap();
+    assert_eq!(block_counts(&client, &uuids).await, vec![0, 1]);
+
+    // A full report still sets the truth: dn-2 no longer has /a's replica.
+    dn2.block_report(&[]).await;
+    assert_eq!(block_counts(&client, &uuids).await, vec![0, 0]);
+    dn1.block_report(&[(a.block_id, 10, a.generation_stamp)]).await;
+    assert_eq!(block_counts(&client, &uuids).await, vec![1, 0]);
     nn.namenode.shutdown().await.unwrap();
 }

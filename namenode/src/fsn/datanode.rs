@@ -234,7 +234,7 @@ impl Namesystem {
                 }
                 command.blocks.push(transfer.block);
                 command.targets.push(DatanodeInfosProto {
-                    datanodes: live.iter().map(|(n, _)| self.datanodes.info(*n)).collect(),
+                    datanodes: live.iter().map(|(n, _)| self.datanode_info(*n)).collect(),
                 });
                 command.target_storage_uuids.push(StorageUuidsProto {
                     storage_uuids: live
@@ -271,9 +271,6 @@ impl Namesystem {
                 dropped += 1;
                 self.redundancy.needed.insert(id);
             }
-        }
-        if let Some(dn) = self.datanodes.get_mut(node) {
-            dn.block_count = 0;
         }
         if dropped > 0 {
             info!(node, dropped, "forgot the replicas of a datanode");
@@ -341,8 +338,6 @@ impl Namesystem {
             self.blocks.remove_replica(id, node);
             self.redundancy.needed.insert(id);
         }
-        let count = self.blocks.iter().filter(|(id, _)| self.blocks.replica_on(*id, node).is_some()).count();
-        self.datanodes.node_mut(node).block_count = count as u64;
     }
 
     /// A replica being written (RBW) was reported.

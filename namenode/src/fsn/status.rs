@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use ringfs_common::proto::hdfs::hdfs_file_status_proto::FileType;
 use ringfs_common::proto::hdfs::{
-    ExtendedBlockProto, FsPermissionProto, HdfsFileStatusProto, LocatedBlockProto, LocatedBlocksProto,
+    DatanodeInfoProto, ExtendedBlockProto, FsPermissionProto, HdfsFileStatusProto, LocatedBlockProto,
+    LocatedBlocksProto,
 };
 
 use super::Namesystem;
@@ -25,6 +26,11 @@ pub struct ClientLocation {
 }
 
 impl Namesystem {
+    /// A datanode as clients and reports see it, with the replicas it holds.
+    pub fn datanode_info(&self, node: u32) -> DatanodeInfoProto {
+        self.datanodes.info(node, self.blocks.replica_count(node))
+    }
+
     pub fn client_location(&self, ip: IpAddr) -> ClientLocation {
         let node = self.datanodes.on_host(ip);
         let rack = node.map(|n| self.datanodes.node(n).rack.clone());
@@ -69,7 +75,7 @@ impl Namesystem {
         nodes: &[(u32, u8)],
         corrupt: bool,
     ) -> LocatedBlockProto {
-        let locs = nodes.iter().map(|(n, _)| self.datanodes.info(*n)).collect();
+        let locs = nodes.iter().map(|(n, _)| self.datanode_info(*n)).collect();
         let storage_types = nodes.iter().map(|(n, s)| self.datanodes.node(*n).storage_type(*s)).collect();
         let storage_ids =
             nodes.iter().map(|(n, s)| self.datanodes.node(*n).storage_uuid(*s).to_string()).collect();

@@ -153,8 +153,25 @@ impl FakeDatanode {
         self.rpc.call("sendHeartbeat", &request).await.unwrap()
     }
 
-    #[allow(deprecated)]
     pub async fn received(&self, block: &dn::ExtendedBlockProto, length: u64) {
+        let status = dn::received_deleted_block_info_proto::BlockStatus::Received;
+        self.incremental(block.block_id, block.generation_stamp, length, status).await;
+    }
+
+    pub async fn deleted(&self, block: &dn::ExtendedBlockProto) {
+        let status = dn::received_deleted_block_info_proto::BlockStatus::Deleted;
+        self.incremental(block.block_id, block.generation_stamp, 0, status).await;
+    }
+
+    /// An incremental block report of one replica.
+    #[allow(deprecated)]
+    pub async fn incremental(
+        &self,
+        block_id: u64,
+        gen_stamp: u64,
+        length: u64,
+        status: dn::received_deleted_block_info_proto::BlockStatus,
+    ) {
         use dn::*;
         let request = BlockReceivedAndDeletedRequestProto {
             registration: self.registration.clone(),
@@ -162,13 +179,9 @@ impl FakeDatanode {
             blocks: vec![StorageReceivedDeletedBlocksProto {
                 storage_uuid: self.storage_uuid(),
                 blocks: vec![ReceivedDeletedBlockInfoProto {
-                    block: BlockProto {
-                        block_id: block.block_id,
-                        gen_stamp: block.generation_stamp,
-                        num_bytes: Some(length),
-                    },
+                    block: BlockProto { block_id, gen_stamp, num_bytes: Some(length) },
                     delete_hint: None,
-                    status: received_deleted_block_info_proto::BlockStatus::Received as i32,
+                    status: status as i32,
                 }],
                 storage: Some(self.storage()),
             }],
