@@ -412,27 +412,3 @@ impl Io {
         self.shared.executor.task_count()
     }
 }
-
-/// Runs two futures of the same task side by side and returns both outputs.
-pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    let (mut a_out, mut b_out) = (None, None);
-    std::future::poll_fn(|cx| {
-        if a_out.is_none() {
-            if let Poll::Ready(out) = a.as_mut().poll(cx) {
-                a_out = Some(out);
-            }
-        }
-        if b_out.is_none() {
-            if let Poll::Ready(out) = b.as_mut().poll(cx) {
-                b_out = Some(out);
-            }
-        }
-        if a_out.is_some() && b_out.is_some() {
-            Poll::Ready((a_out.take().expect("checked"), b_out.take().expect("checked")))
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
-}

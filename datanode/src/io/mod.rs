@@ -42,7 +42,7 @@ mod thread;
 
 pub use arena::{BufSlot, BufferArena, SharedSlot, SlotTooLarge};
 pub use error::{Errno, IoError};
-pub use executor::{join, JoinHandle, Remote, Runtime};
+pub use executor::{JoinHandle, Remote, Runtime};
 pub use files::{FilesError, FixedFile, FixedFiles};
 pub use ops::{Chain, ChainResults, Io, SpliceEnd, TimedOut};
 pub use pipes::{PipePool, PooledPipe};

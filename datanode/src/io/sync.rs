@@ -80,6 +80,24 @@ impl Signal {
     }
 }
 
+/// Runs blocking `work` on a new thread and waits for its result without blocking the
+/// ring: for the rare call that may wait on another task of this very ring (which could
+/// then never run). `None` if no thread could be started.
+pub async fn off_ring<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let done = Signal::new();
+    let output = Arc::new(Mutex::new(None));
+    let (raise, store) = (done.clone(), Arc::clone(&output));
+    let spawned = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        let result = work();
+        *store.lock().expect("result slot poisoned") = Some(result);
+        raise.raise();
+    });
+    spawned.ok()?;
+    done.raised().await;
+    let result = output.lock().expect("result slot poisoned").take();
+    result
+}
+
 struct Shared<T> {
     queue: VecDeque<T>,
     capacity: usize,

@@ -116,7 +116,7 @@ pub(super) async fn send_plan(
                 }
                 // Boxed: two chains' worth of state side by side is too much for a stack
                 // frame in debug builds.
-                let (sending, filling) = io::join(
+                let (sending, filling) = io::sync::join(
                     Box::pin(send_batch(io, socket, filled, zero_copy)),
                     Box::pin(fill_batch(io, plan, &files, batch)),
                 )

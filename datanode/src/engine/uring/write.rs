@@ -64,7 +64,18 @@ pub(super) async fn write_block(conn: &mut Conn, proto: OpWriteBlockProto) -> Re
         Err(error) => return conn.fail(error).await,
     };
     let ctx = conn.ctx.clone();
-    let target = match open_replica(&ctx.store, &ctx.events, &request) {
+    // Taking over a replica another connection is writing stops that writer and waits for
+    // it to let go; the writer may live on this ring, so the wait happens off the ring.
+    let block_id = request.block().block_id;
+    let opened = if ctx.store.get(block_id).is_some_and(|replica| replica.progress.is_some()) {
+        let (store_ctx, setup) = (ctx.clone(), request.clone());
+        sync::off_ring("dn-replica-setup", move || open_replica(&store_ctx.store, &store_ctx.events, &setup))
+            .await
+            .unwrap_or_else(|| Err(OpError::invalid("no thread to set up the replica on".to_string())))
+    } else {
+        open_replica(&ctx.store, &ctx.events, &request)
+    };
+    let target = match opened {
         Ok(target) => target,
         Err(error) => {
             info!(peer = %conn.peer, block_id = request.block().block_id, stage = request.stage.as_str_name(),
