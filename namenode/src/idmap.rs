@@ -57,6 +57,10 @@ impl<V> IdMap<V> {
         if id <= first {
             return if id == first { Ok(0) } else { Err(0) };
         }
+        if last - first == count as u64 - 1 {
+            // No gaps between the keys: the slot is the offset.
+            return Ok((id - first) as usize);
+        }
         let span = u128::from(last - first);
         let guess = (u128::from(id - first) * (count as u128 - 1) / span) as usize;
         let key_at = |i: usize| self.entries[i].0;

@@ -23,6 +23,7 @@ pub mod extra_proto;
 pub mod fsn;
 pub mod idmap;
 pub mod ids;
+pub mod idtable;
 pub mod image;
 pub mod journal;
 pub mod name;

@@ -2,7 +2,7 @@
 //! (INodesInPath), and the permission algorithm of Java's FSPermissionChecker. No I/O and
 //! no journaling here: callers decide and log, this module applies.
 //!
-//! Memory: an inode is one boxed 80-byte struct held in an [`IdMap`] keyed by inode id;
+//! Memory: an inode is one boxed 80-byte struct held in an [`IdTable`] keyed by inode id;
 //! names up to 22 bytes sit inline; owners and groups are 16-bit indexes into a string
 //! table; a directory's children are a vector of (name key, id) sorted by child name, so a
 //! lookup binary-searches that one vector without reading the children's inodes; the
@@ -12,8 +12,8 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::error::{ErrorKind, FsError, FsResult};
-use crate::idmap::IdMap;
 use crate::ids::{BlockId, InodeId, FIRST_INODE_ID, ROOT_INODE_ID};
+use crate::idtable::IdTable;
 use crate::name::Name;
 use crate::permission::{inode_mode_string, Caller, FsAction, STICKY_BIT};
 
@@ -262,7 +262,7 @@ pub struct Removed {
 
 #[derive(Debug)]
 pub struct Namespace {
-    inodes: IdMap<Box<Inode>>,
+    inodes: IdTable<Box<Inode>>,
     pub strings: StringTable,
     under_construction: HashMap<InodeId, UnderConstruction>,
     next_inode_id: u64,
@@ -280,7 +280,7 @@ impl Namespace {
     /// A namespace holding only the root directory.
     pub fn new(root_owner: &str, root_group: &str, root_perm: u16, mtime_ms: i64) -> Namespace {
         let mut ns = Namespace {
-            inodes: IdMap::new(),
+            inodes: IdTable::new(),
             strings: StringTable::default(),
             under_construction: HashMap::new(),
             next_inode_id: FIRST_INODE_ID,
