@@ -102,7 +102,8 @@ run_target() {
     line="$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1)"
     # Fork mode prints no final stats: its last status line has the totals.
     [[ -z $execs ]] && execs="$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$line")"
-    [[ -z $rate ]] && rate="$(sed -n 's/.* exec\/s: \([0-9]*\).*/\1/p' <<<"$line")"
+    # ...and its exec/s is the last job's, not the run's: average over the whole run.
+    [[ -z $rate && -n $execs ]] && rate=$((execs / seconds))
     cov="$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$line")"
     ft="$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$line")"
     corp="$(sed -n 's/.* corp: \([0-9]*\(\/[0-9A-Za-z]*\)\{0,1\}\).*/\1/p' <<<"$line")"
