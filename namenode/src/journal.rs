@@ -17,13 +17,15 @@
 //! Segments are files `edits_<first txid>` in the `current` directory; a roll (at a
 //! checkpoint) closes the segment at a txid and starts the next one.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 
-use tokio::sync::watch;
 use tracing::{error, info};
 
 use crate::edits::{encode_edit_record, encode_segment_header, EditOp};
@@ -38,8 +40,6 @@ pub const SYNC_THREADS: usize = 2;
 pub enum JournalError {
     #[error("edit log failed, the namenode must stop: {0}")]
     Failed(String),
-    #[error("edit log is shut down")]
-    Closed,
 }
 
 /// The file name of the segment starting at `first_txid`.
@@ -78,6 +78,11 @@ struct Queue {
     failed: bool,
     /// A thread is writing a batch; the next batch waits for it (never for its sync).
     writing: bool,
+    /// Sync threads waiting for work, and callers blocked in `flush_blocking`: a condvar
+    /// is signalled only when someone waits on it (each signal is a system call, and
+    /// `append` runs inside the namesystem's write lock).
+    idle_threads: usize,
+    flush_waiters: usize,
     /// Emptied buffers, reused for the next batches.
     spare: Vec<Vec<u8>>,
 }
@@ -106,7 +111,11 @@ struct Shared {
     wakeup: Condvar,
     /// Signalled (with `queue` locked) after each sync, for blocking waiters.
     synced_signal: Condvar,
-    synced: watch::Sender<u64>,
+    /// The last txid known durable.
+    synced: AtomicU64,
+    /// Tasks waiting for a txid, woken once a sync covers it (never before: with two
+    /// syncs in flight, a sync of earlier records must not wake every waiter).
+    waiters: Mutex<BTreeMap<u64, Vec<Waker>>>,
     failure: Mutex<Option<String>>,
     /// Used by the thread that is writing (`Queue::writing`).
     segment: Mutex<Option<Segment>>,
@@ -123,12 +132,12 @@ impl Journal {
     /// Starts writing into `current_segment` (already created with its header), whose
     /// records continue after `last_txid`.
     pub fn start(dir: PathBuf, current_segment: File, last_txid: u64) -> Journal {
-        let (synced, _) = watch::channel(last_txid);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue { last_txid, ..Queue::default() }),
             wakeup: Condvar::new(),
             synced_signal: Condvar::new(),
-            synced,
+            synced: AtomicU64::new(last_txid),
+            waiters: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
             segment: Mutex::new(None),
         });
@@ -158,10 +167,15 @@ impl Journal {
     pub fn append(&self, txid: u64, op: &EditOp) {
         let mut queue = self.shared.queue.lock().expect("journal queue");
         debug_assert!(txid == queue.last_txid + 1, "txids are consecutive");
+        // Records queued before this one already woke a thread, and a writing thread
+        // looks again when it is done.
+        let wake = queue.buf.is_empty() && queue.idle_threads > 0 && !queue.writing;
         encode_edit_record(txid, op, &mut queue.buf);
         queue.last_txid = txid;
         drop(queue);
-        self.shared.wakeup.notify_one();
+        if wake {
+            self.shared.wakeup.notify_one();
+        }
     }
 
     /// Ends the current segment after the last queued record; the next segment starts
@@ -177,23 +191,31 @@ impl Journal {
 
     /// The last txid known durable.
     pub fn synced_txid(&self) -> u64 {
-        *self.shared.synced.borrow()
+        self.shared.synced.load(Ordering::Acquire)
     }
 
     /// Waits until `txid` is durable on disk.
     pub async fn wait_synced(&self, txid: u64) -> Result<(), JournalError> {
-        let mut rx = self.shared.synced.subscribe();
-        loop {
-            if *rx.borrow_and_update() >= txid {
-                return Ok(());
+        std::future::poll_fn(|cx| {
+            if self.synced_txid() >= txid {
+                return Poll::Ready(Ok(()));
             }
             if let Some(failure) = self.failure() {
-                return Err(JournalError::Failed(failure));
+                return Poll::Ready(Err(JournalError::Failed(failure)));
             }
-            if rx.changed().await.is_err() {
-                return Err(JournalError::Closed);
+            let mut waiters = self.shared.waiters.lock().expect("journal waiters");
+            // A sync publishing now either finds this waker or stored its txid before
+            // taking the lock: checked again under it, no wake-up is lost.
+            if self.synced_txid() >= txid {
+                return Poll::Ready(Ok(()));
             }
-        }
+            let wakers = waiters.entry(txid).or_default();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Blocks until everything queued so far is durable (shutdown, checkpoints).
@@ -207,7 +229,9 @@ impl Journal {
             if let Some(failure) = self.failure() {
                 return Err(JournalError::Failed(failure));
             }
+            queue.flush_waiters += 1;
             queue = self.shared.synced_signal.wait(queue).expect("journal queue");
+            queue.flush_waiters -= 1;
         }
     }
 
@@ -219,6 +243,7 @@ impl Journal {
             .lock()
             .expect("failure lock")
             .get_or_insert_with(|| "the edit log is closed".to_string());
+        wake_waiters(&self.shared, u64::MAX);
         self.stop_threads();
         flushed
     }
@@ -245,10 +270,28 @@ fn fail(shared: &Shared, message: String) {
     shared.failure.lock().expect("failure lock").get_or_insert(message);
     let mut queue = shared.queue.lock().expect("journal queue");
     queue.failed = true;
-    shared.synced.send_modify(|_| {});
     shared.synced_signal.notify_all();
     drop(queue);
     shared.wakeup.notify_all();
+    wake_waiters(shared, u64::MAX);
+}
+
+/// Wakes the tasks waiting for txids up to `txid` (all of them after a failure, which
+/// they then see).
+fn wake_waiters(shared: &Shared, txid: u64) {
+    let ready = {
+        let mut waiters = shared.waiters.lock().expect("journal waiters");
+        match txid.checked_add(1) {
+            Some(after) => {
+                let later = waiters.split_off(&after);
+                std::mem::replace(&mut *waiters, later)
+            }
+            None => std::mem::take(&mut *waiters),
+        }
+    };
+    for waker in ready.into_values().flatten() {
+        waker.wake();
+    }
 }
 
 fn sync_loop(shared: Arc<Shared>, dir: PathBuf, index: usize) {
@@ -262,7 +305,9 @@ fn sync_loop(shared: Arc<Shared>, dir: PathBuf, index: usize) {
             if work && !queue.writing {
                 break;
             }
+            queue.idle_threads += 1;
             queue = shared.wakeup.wait(queue).expect("journal queue");
+            queue.idle_threads -= 1;
         }
         let spare = queue.spare.pop().unwrap_or_default();
         let mut buf = std::mem::replace(&mut queue.buf, spare);
@@ -279,23 +324,32 @@ fn sync_loop(shared: Arc<Shared>, dir: PathBuf, index: usize) {
                 None => (Ok(()), None),
             }
         };
-        shared.queue.lock().expect("journal queue").writing = false;
-        // Another thread may write the next batch while this one syncs.
-        shared.wakeup.notify_one();
+        let wake_next = {
+            let mut queue = shared.queue.lock().expect("journal queue");
+            queue.writing = false;
+            (!queue.buf.is_empty() || queue.roll.is_some() || queue.shutdown) && queue.idle_threads > 0
+        };
+        if wake_next {
+            // Another thread writes the next batch while this one syncs.
+            shared.wakeup.notify_one();
+        }
         let Some(syncer) = syncer else { return };
         match written.and_then(|()| syncer.sync_data()) {
             Ok(()) => {
                 let mut queue = shared.queue.lock().expect("journal queue");
-                if !queue.failed {
-                    shared.synced.send_if_modified(|synced| {
-                        let newer = last_txid > *synced;
-                        *synced = (*synced).max(last_txid);
-                        newer
-                    });
-                    shared.synced_signal.notify_all();
+                let published = !queue.failed;
+                if published {
+                    shared.synced.fetch_max(last_txid, Ordering::AcqRel);
+                    if queue.flush_waiters > 0 {
+                        shared.synced_signal.notify_all();
+                    }
                 }
                 buf.clear();
                 queue.spare.push(buf);
+                drop(queue);
+                if published {
+                    wake_waiters(&shared, last_txid);
+                }
             }
             Err(e) => {
                 fail(&shared, format!("writing edits in {}: {e}", dir.display()));
@@ -421,5 +475,44 @@ mod tests {
             }
         }
         assert_eq!(expected, 1001, "every record is in exactly one segment");
+    }
+
+    /// A waiter is woken once its own txid is durable, not by syncs of earlier records.
+    #[test]
+    fn waiters_wake_only_when_their_txid_is_synced() {
+        use std::future::Future;
+        use std::sync::atomic::AtomicUsize;
+        use std::task::{Context, Wake};
+
+        struct Counter(AtomicUsize);
+        impl Wake for Counter {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let segment = create_segment(dir.path(), 1).unwrap();
+        let journal = Journal::start(dir.path().to_path_buf(), segment, 0);
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut context = Context::from_waker(&waker);
+        let mut wait = Box::pin(journal.wait_synced(3));
+        assert!(wait.as_mut().poll(&mut context).is_pending());
+        for txid in 1..=2 {
+            journal.append(txid, &op(txid));
+        }
+        journal.flush_blocking().unwrap();
+        assert_eq!(journal.synced_txid(), 2);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "txids 1-2 synced: not woken");
+        journal.append(3, &op(3));
+        journal.flush_blocking().unwrap();
+        // Published before the sync thread wakes the waiters: give it a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while counter.0.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(wait.as_mut().poll(&mut context).is_ready());
+        journal.shutdown().unwrap();
     }
 }
