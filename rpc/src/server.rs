@@ -7,8 +7,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::task::Poll;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use prost::Message;
@@ -22,7 +23,6 @@ use ringfs_common::proto::common::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::frame::{FrameError, FrameReader};
@@ -160,9 +160,9 @@ const CALLS_WAITING_PER_CONNECTION_MAX: usize = 1024;
 
 /// Serves the calls of one connection on this task. Every call is first polled here, so
 /// one that finishes at once (every read) costs no task and no channel; one that must
-/// wait (a mutation waiting for its edits to be durable) moves to a task of its own and
-/// sends its response back here. Responses are written by this task only, those ready
-/// together in one write.
+/// wait (a mutation waiting for its edits to be durable) is kept here with its own waker
+/// ([`WaitingCalls`]). Responses are written by this task only, those ready together in
+/// one write.
 async fn serve_calls<S: Service>(
     mut reader: FrameReader<OwnedReadHalf>,
     mut writer: OwnedWriteHalf,
@@ -170,15 +170,13 @@ async fn serve_calls<S: Service>(
     service: Arc<S>,
 ) -> Result<(), ConnectionError> {
     let mut context = Arc::new(context);
-    let (finished_tx, mut finished) = mpsc::unbounded_channel::<Vec<u8>>();
-    // Calls moved to tasks whose responses have not come back yet.
-    let mut waiting = 0usize;
+    let mut waiting = WaitingCalls::default();
     let mut out = Vec::new();
     let mut reading = true;
     // Why the connection must close once what is already answered has been written.
     let mut closing: Option<ConnectionError> = None;
     loop {
-        while reading && waiting < CALLS_WAITING_PER_CONNECTION_MAX {
+        while reading && waiting.len() < CALLS_WAITING_PER_CONNECTION_MAX {
             let body = match reader.buffered() {
                 Ok(Some(body)) => body,
                 Ok(None) => break,
@@ -198,15 +196,7 @@ async fn serve_calls<S: Service>(
                         Box::pin(run_call(Arc::clone(&service), Arc::clone(&context), request, payload));
                     match std::future::poll_fn(|cx| Poll::Ready(pending.as_mut().poll(cx))).await {
                         Poll::Ready(outcome) => encode_outcome(&call, outcome, &mut out),
-                        Poll::Pending => {
-                            waiting += 1;
-                            let finished_tx = finished_tx.clone();
-                            tokio::spawn(async move {
-                                let mut frame = Vec::new();
-                                encode_outcome(&call, pending.await, &mut frame);
-                                let _ = finished_tx.send(frame);
-                            });
-                        }
+                        Poll::Pending => waiting.add(call, pending),
                     }
                 }
                 Ok(ClientFrame::Ping { .. }) => {}
@@ -227,9 +217,13 @@ async fn serve_calls<S: Service>(
                 }
             }
         }
-        while let Ok(frame) = finished.try_recv() {
-            waiting -= 1;
-            out.extend_from_slice(&frame);
+        if !waiting.is_empty() {
+            // Calls ready now (or just added) answer in this write.
+            std::future::poll_fn(|cx| {
+                let _ = waiting.poll_finished(cx, &mut out);
+                Poll::Ready(())
+            })
+            .await;
         }
         if !out.is_empty() {
             writer.write_all(&out).await?;
@@ -241,16 +235,12 @@ async fn serve_calls<S: Service>(
         if let Some(e) = closing {
             return Err(e);
         }
-        if !reading && waiting == 0 {
+        if !reading && waiting.is_empty() {
             return Ok(());
         }
         tokio::select! {
-            // Never None: this task holds a sender.
-            Some(frame) = finished.recv(), if waiting > 0 => {
-                waiting -= 1;
-                out.extend_from_slice(&frame);
-            }
-            filled = reader.fill(), if reading && waiting < CALLS_WAITING_PER_CONNECTION_MAX => match filled {
+            _ = std::future::poll_fn(|cx| waiting.poll_finished(cx, &mut out)), if !waiting.is_empty() => {}
+            filled = reader.fill(), if reading && waiting.len() < CALLS_WAITING_PER_CONNECTION_MAX => match filled {
                 // EOF between frames: answer what is still running, then close.
                 Ok(0) if reader.pending_bytes() == 0 => reading = false,
                 Ok(0) => return Err(FrameError::TruncatedFrame { buffered: reader.pending_bytes() }.into()),
@@ -279,6 +269,122 @@ fn encode_outcome(call: &CallId, outcome: Result<Bytes, RemoteError>, out: &mut 
     match outcome {
         Ok(body) => ipc::encode_response_bytes(call, &body, out),
         Err(error) => ipc::encode_error(call, &error, false, out),
+    }
+}
+
+type CallFuture = Pin<Box<dyn Future<Output = Result<Bytes, RemoteError>> + Send>>;
+
+/// The calls of one connection that had to wait, kept and polled by the connection task:
+/// each has its own waker, which records that this call is ready and wakes the
+/// connection task, so a wake-up (an edit log sync) polls only the calls it concerns and
+/// costs no task of its own.
+#[derive(Default)]
+struct WaitingCalls {
+    slots: Vec<Option<WaitingCall>>,
+    free: Vec<usize>,
+    len: usize,
+    ready: Arc<ReadyCalls>,
+}
+
+struct WaitingCall {
+    call: CallId,
+    future: CallFuture,
+    waker: Waker,
+}
+
+/// Slots whose wakers fired since the connection task last looked, and its waker.
+#[derive(Default)]
+struct ReadyCalls(Mutex<(Vec<usize>, Option<Waker>)>);
+
+struct CallWaker {
+    slot: usize,
+    ready: Arc<ReadyCalls>,
+}
+
+impl Wake for CallWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let task = {
+            let mut ready = self.ready.0.lock().expect("ready calls");
+            ready.0.push(self.slot);
+            ready.1.take()
+        };
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+impl WaitingCalls {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn add(&mut self, call: CallId, future: CallFuture) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let waker = Waker::from(Arc::new(CallWaker { slot, ready: Arc::clone(&self.ready) }));
+        self.slots[slot] = Some(WaitingCall { call, future, waker });
+        self.len += 1;
+        // Its first poll registered the connection task's waker: poll it once more with
+        // its own, so the wake-up that finishes it names it.
+        self.ready.0.lock().expect("ready calls").0.push(slot);
+    }
+
+    /// Polls the calls whose wakers fired, appending the responses of those that
+    /// finished; pending (the connection task's waker registered) while none did.
+    fn poll_finished(&mut self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<()> {
+        let mut finished = false;
+        let mut slots = Vec::new();
+        loop {
+            {
+                let mut ready = self.ready.0.lock().expect("ready calls");
+                if ready.0.is_empty() {
+                    if !ready.1.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        ready.1 = Some(cx.waker().clone());
+                    }
+                    break;
+                }
+                std::mem::swap(&mut ready.0, &mut slots);
+            }
+            for slot in slots.drain(..) {
+                // A slot may have been reused since its waker fired: a spurious poll.
+                let Some(Some(waiting)) = self.slots.get_mut(slot) else { continue };
+                let outcome = waiting.future.as_mut().poll(&mut Context::from_waker(&waiting.waker));
+                if let Poll::Ready(outcome) = outcome {
+                    encode_outcome(&waiting.call, outcome, out);
+                    self.slots[slot] = None;
+                    self.free.push(slot);
+                    self.len -= 1;
+                    finished = true;
+                }
+            }
+        }
+        if finished {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for WaitingCalls {
+    /// A connection that closes with calls still waiting lets them run to the end on
+    /// tasks of their own (their effects do not depend on anyone reading the answer).
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        for waiting in self.slots.drain(..).flatten() {
+            runtime.spawn(waiting.future);
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! error and keep the connection, and a connection sending garbage is closed alone while
 //! every other connection keeps being served.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,10 +37,18 @@ impl Service for Echo {
                 let status = HdfsFileStatusProto { path: request.src.into(), ..Default::default() };
                 Ok(encode_message(&GetFileInfoResponseProto { fs: Some(status) }))
             }
+            // Waits, then has an effect: counted whether or not anyone reads the answer.
+            "setReplication" => {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                FINISHED_AFTER_WAITING.fetch_add(1, Ordering::SeqCst);
+                Ok(encode_message(&GetFileInfoResponseProto { fs: None }))
+            }
             _ => Err(RemoteError::no_such_method(method, &ctx.protocol)),
         }
     }
 }
+
+static FINISHED_AFTER_WAITING: AtomicUsize = AtomicUsize::new(0);
 
 async fn start() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -154,4 +163,28 @@ async fn calls_sent_before_a_half_close_are_all_answered() {
     }
     answered.sort();
     assert_eq!(answered, vec![0, 1, 2, 3, 4, 5]);
+}
+
+/// Calls still waiting when their connection goes away run to the end all the same.
+#[tokio::test]
+async fn waiting_calls_finish_after_their_connection_closes() {
+    let addr = start().await;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let client_id = [9u8; 16];
+    let mut wire = b"hrpc\x09\x00\x00".to_vec();
+    ipc::encode_connection_context(&client_id, "dave", ipc::protocol::CLIENT, &mut wire);
+    for call_id in 0..3 {
+        let request = GetFileInfoRequestProto::default();
+        ipc::encode_call(call_id, &client_id, "setReplication", ipc::protocol::CLIENT, &request, &mut wire);
+    }
+    // Garbage after the calls makes the server close the connection while they wait.
+    wire.extend_from_slice(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
+    stream.write_all(&wire).await.unwrap();
+    let _ = stream.read_to_end(&mut Vec::new()).await;
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while FINISHED_AFTER_WAITING.load(Ordering::SeqCst) < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(FINISHED_AFTER_WAITING.load(Ordering::SeqCst), 3);
 }
