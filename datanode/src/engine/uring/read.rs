@@ -1,10 +1,10 @@
 //! Sending a planned read ([`ReadPlan`]) on the ring.
 //!
-//! READ_FIXED + SEND_ZC mode (the default, see [`ReadMode`]), in batches of 4 packets:
+//! READ_FIXED + SEND (the default, see [`ReadMode`]; SEND_ZC alike), in batches of 4 packets:
 //! each packet's header (encoded by the CPU), CRCs (READ_FIXED from the `.meta`) and
 //! data (READ_FIXED from the block file) land contiguous in a registered packet slot;
 //! a batch's reads run side by side (unlinked), and while batch k leaves in order (one
-//! linked chain of SEND_ZC, each slot held until its notification) batch k+1 is read.
+//! linked chain of SENDs; with SEND_ZC each slot is held until its notification) batch k+1 is read.
 //! Long reads also ask the kernel to read ahead (FADVISE WILLNEED, see
 //! [`Readahead`]), so a cold read streams from the disk.
 //!
@@ -46,8 +46,12 @@ use crate::store::files::meta_offset;
 ///
 /// IORING_OP_SPLICE always runs in an io-wq worker thread (two hand-offs per packet),
 /// which costs more than the copy it saves. Over loopback the kernel copies zero-copy
-/// sends anyway (each notification says so), yet SEND_ZC still beat plain SEND; across
-/// hosts it also skips that copy. Hence the default.
+/// sends anyway (each notification says so); SEND_ZC beat plain SEND by a few percent
+/// with a client that reads as fast as it can, but with a slower reader (the Java
+/// client's `hadoop fs -get`/`-cat`) zero-copy sends stalled for hundreds of
+/// milliseconds at a time: a 1 GiB `-cat` took 9-60 s with SEND_ZC and 2.1-2.7 s with
+/// SEND (the bench's 200 ms latency outliers on hot reads were the same stalls). Hence
+/// plain SEND by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// Header + CRCs from a control slot, data file -> pipe -> socket.
@@ -60,8 +64,8 @@ pub enum ReadMode {
 }
 
 impl ReadMode {
-    /// The measured winner.
-    pub const DEFAULT: ReadMode = ReadMode::ReadFixedSendZc;
+    /// See above: the mode that never stalls a real client.
+    pub const DEFAULT: ReadMode = ReadMode::ReadFixedSend;
 }
 
 /// Packets linked into one chain: 8 x 64 KiB = 512 KiB per submission; the chain is
