@@ -2,14 +2,14 @@
 //! replicas datanodes have reported. Lengths and stamps are persisted (edit log and
 //! image); replicas are not (block reports rebuild them after a restart).
 //!
-//! Memory: an entry is 40 bytes in an [`IdMap`] (48 with its key). Up to three replicas
+//! Memory: an entry is 40 bytes in an [`IdTable`] slot (no key stored). Up to three replicas
 //! are packed inline as `u32`s (node index, storage index, state); a block with more
 //! moves its replicas to a side table.
 
 use std::collections::HashMap;
 
-use crate::idmap::IdMap;
 use crate::ids::{BlockId, InodeId, FIRST_BLOCK_ID, FIRST_GEN_STAMP};
+use crate::idtable::IdTable;
 
 /// Inline replica slots per block (HDFS's default replication).
 const INLINE_REPLICAS: usize = 3;
@@ -88,7 +88,7 @@ pub struct BlockRecord {
 
 #[derive(Debug)]
 pub struct BlockMap {
-    entries: IdMap<BlockEntry>,
+    entries: IdTable<BlockEntry>,
     overflow: HashMap<BlockId, Vec<u32>>,
     /// Pipeline targets of blocks under construction (HDFS "expected locations").
     expected: HashMap<BlockId, Vec<Replica>>,
@@ -103,7 +103,7 @@ pub struct BlockMap {
 impl Default for BlockMap {
     fn default() -> Self {
         BlockMap {
-            entries: IdMap::new(),
+            entries: IdTable::new(),
             overflow: HashMap::new(),
             expected: HashMap::new(),
             replicas_per_node: Vec::new(),

@@ -5,20 +5,30 @@
 //! cost a slot each forever. No allocation ever grows past one page: the table grows by
 //! pages, without the large reallocations (and their resident leftovers) of one vector.
 //!
-//! Memory per live id, for 8-byte values: 8 bytes in a full page, at most 64 in a dense
-//! page at its lower bound, 16 (plus the list's spare capacity) in a sparse page.
+//! Memory per live id: the value's size in a full page; in a sparse page the value plus
+//! its 2-byte offset (padded to the value's alignment); a page turns dense once the list
+//! would cost as much as the array and sparse again below half that, so a dense page
+//! costs at most twice what the same ids cost as a list (for 8-byte values: 8 bytes per id
+//! full, at most 32 at the lower bound; for the block map's 40-byte entries: 40 and 96).
 
 use crate::idmap::IdMap;
 
 const PAGE_BITS: u32 = 9;
 /// Ids per page: 4 KiB of 8-byte slots.
 pub const PAGE_SLOTS: usize = 1 << PAGE_BITS;
-/// A sparse page holding more than this becomes dense (it then costs at most 32 bytes
-/// per live id of 8 bytes).
-const SPARSE_LEN_MAX: usize = PAGE_SLOTS / 4;
-/// A dense page holding fewer than this becomes sparse (the gap to SPARSE_LEN_MAX keeps a
-/// page from flipping back and forth).
-const DENSE_LIVE_MIN: usize = PAGE_SLOTS / 8;
+
+/// A sparse page holding more than this becomes dense: the list then costs as much as
+/// the array.
+fn sparse_len_max<V>() -> usize {
+    let slot = std::mem::size_of::<Option<V>>().max(1);
+    PAGE_SLOTS * slot / std::mem::size_of::<(u16, V)>().max(1)
+}
+
+/// A dense page holding fewer than this becomes sparse (half of [`sparse_len_max`], so a
+/// page does not flip back and forth).
+fn dense_live_min<V>() -> usize {
+    sparse_len_max::<V>() / 2
+}
 
 #[derive(Debug, Clone)]
 enum Page<V> {
@@ -108,7 +118,7 @@ impl<V> Page<V> {
                     Ok(index) => return Some(std::mem::replace(&mut entries[index].1, value)),
                     Err(index) => entries.insert(index, (offset as u16, value)),
                 }
-                if entries.len() > SPARSE_LEN_MAX {
+                if entries.len() > sparse_len_max::<V>() {
                     *self = Page::dense_from(std::mem::take(entries));
                 }
                 None
@@ -121,7 +131,7 @@ impl<V> Page<V> {
             Page::Dense { slots, live } => {
                 let removed = slots[offset].take()?;
                 *live -= 1;
-                if *live < DENSE_LIVE_MIN {
+                if *live < dense_live_min::<V>() {
                     let (slots, live) = (std::mem::take(slots), *live);
                     *self = Page::sparse_from(slots, live);
                 }
@@ -247,6 +257,12 @@ impl<V> IdTable<V> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::num::NonZeroU64;
+
+    /// 8-byte values whose Option is 8 bytes too, as the inode table's boxes.
+    fn value(n: u64) -> NonZeroU64 {
+        NonZeroU64::new(n + 1).expect("not zero")
+    }
 
     /// Random inserts, replacements and removals (dense runs, scattered ids, pages that
     /// fill up and empty again, ids near u64::MAX) agree with a BTreeMap at every step.
@@ -259,6 +275,7 @@ mod tests {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             state >> 11
         };
+        let mut dense_seen = false;
         for step in 0..200_000u64 {
             let choice = next() % 100;
             let id = match next() % 10 {
@@ -267,7 +284,7 @@ mod tests {
                 _ => 16_384 + next() % 20_000,
             };
             if choice < 60 {
-                assert_eq!(table.insert(id, step), model.insert(id, step), "insert {id}");
+                assert_eq!(table.insert(id, value(step)), model.insert(id, value(step)), "insert {id}");
             } else {
                 assert_eq!(table.remove(id), model.remove(&id), "remove {id}");
             }
@@ -275,27 +292,33 @@ mod tests {
             if step % 20_000 == 0 {
                 assert_eq!(table.len(), model.len());
                 assert!(table.iter().map(|(k, v)| (k, *v)).eq(model.iter().map(|(k, v)| (*k, *v))));
+                dense_seen |= table.pages.iter().any(|(_, page)| matches!(page, Page::Dense { .. }));
             }
         }
-        for (_, value) in table.iter_mut() {
-            *value += 1;
+        assert!(dense_seen, "the run went through dense pages");
+        for (_, v) in table.iter_mut() {
+            *v = v.checked_add(1).expect("small");
         }
-        assert!(table.iter().map(|(k, v)| (k, *v)).eq(model.iter().map(|(k, v)| (*k, *v + 1))));
+        let bumped = model.iter().map(|(k, v)| (*k, v.checked_add(1).expect("small")));
+        assert!(table.iter().map(|(k, v)| (k, *v)).eq(bumped));
     }
 
     #[test]
     fn pages_turn_dense_and_back_to_sparse() {
         let mut table = IdTable::new();
         for id in 0..PAGE_SLOTS as u64 {
-            table.insert(id, id);
+            table.insert(id, value(id));
         }
         assert!(matches!(table.pages.get(0), Some(Page::Dense { live, .. }) if *live == PAGE_SLOTS));
-        for id in 0..(PAGE_SLOTS - DENSE_LIVE_MIN + 1) as u64 {
-            assert_eq!(table.remove(id), Some(id));
+        let min = dense_live_min::<NonZeroU64>();
+        assert_eq!((sparse_len_max::<NonZeroU64>(), min), (256, 128), "list entries take 16 bytes");
+        assert_eq!(sparse_len_max::<crate::blocks::BlockEntry>(), 426, "40-byte slots, 48-byte entries");
+        for id in 0..(PAGE_SLOTS - min + 1) as u64 {
+            assert_eq!(table.remove(id), Some(value(id)));
         }
-        assert!(matches!(table.pages.get(0), Some(Page::Sparse(entries)) if entries.len() < DENSE_LIVE_MIN));
-        assert_eq!(table.get(PAGE_SLOTS as u64 - 1), Some(&(PAGE_SLOTS as u64 - 1)));
-        for id in (PAGE_SLOTS - DENSE_LIVE_MIN + 1) as u64..PAGE_SLOTS as u64 {
+        assert!(matches!(table.pages.get(0), Some(Page::Sparse(entries)) if entries.len() < min));
+        assert_eq!(table.get(PAGE_SLOTS as u64 - 1), Some(&value(PAGE_SLOTS as u64 - 1)));
+        for id in (PAGE_SLOTS - min + 1) as u64..PAGE_SLOTS as u64 {
             table.remove(id);
         }
         assert!(table.pages.is_empty(), "an empty page is dropped");

@@ -111,8 +111,9 @@ fn namespace_memory_per_single_block_file() {
         "after loading the image: live heap {per_file:.1} bytes per file ({} bytes of image)",
         image.len()
     );
-    // Design figure ~160 bytes: 88 (inode box and its inode table slot), 48 (block entry),
-    // 8 (the file's block list), 16 (its entry in the parent's children: id and name key).
+    // Design figure ~152 bytes: 88 (inode box and its inode table slot), 40 (block table
+    // slot), 8 (the file's block list), 16 (its entry in the parent's children: id and
+    // name key).
     assert!(per_file < 200.0, "a loaded namespace takes {per_file:.1} bytes per file");
     assert!((live as f64 / files as f64) < 200.0, "a namespace grown at runtime takes too much");
 }
