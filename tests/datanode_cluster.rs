@@ -64,18 +64,6 @@ struct DiskReplica {
     dir: PathBuf,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 /// The block pool directory of a datanode's data dir.
 fn pool_dir(cluster: &Cluster, datanode: usize) -> PathBuf {
     let current = cluster.base_dir().join("data").join(format!("dn{datanode}")).join("current");
@@ -90,7 +78,7 @@ fn pool_dir(cluster: &Cluster, datanode: usize) -> PathBuf {
 /// Replicas under `dir` (finalized/ or rbw/), by block id, with their meta files.
 fn replicas_in(dir: &Path) -> BTreeMap<u64, DiskReplica> {
     let mut files = Vec::new();
-    walk(dir, &mut files);
+    support::walk_files(dir, &mut files);
     let mut replicas = BTreeMap::new();
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -200,7 +188,7 @@ fn a_corrupt_replica_is_detected_and_another_one_is_read() {
         for datanode in [0, 1] {
             let finalized = pool_dir(&cluster, datanode).join("current").join("finalized");
             let mut files = Vec::new();
-            walk(&finalized, &mut files);
+            support::walk_files(&finalized, &mut files);
             let first = files
                 .iter()
                 .filter(|p| !p.to_string_lossy().ends_with(".meta"))

@@ -1317,7 +1317,7 @@ fn golden_streams() -> Vec<(String, Vec<u8>)> {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("common/tests/data");
     let mut streams = Vec::new();
     let mut files = Vec::new();
-    walk(&data, &mut files);
+    support::walk_files(&data, &mut files);
     for file in files {
         let name = file.strip_prefix(&data).unwrap_or(&file).to_string_lossy().to_string();
         if name.contains("/raw/") && name.ends_with(".c2s.bin") {
@@ -1332,18 +1332,6 @@ fn golden_streams() -> Vec<(String, Vec<u8>)> {
     );
     streams.sort();
     streams
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
 }
 
 fn call_frame(call_id: i32, method: &str, protocol: &str, payload: Bytes) -> Vec<u8> {
@@ -2496,7 +2484,7 @@ async fn check_block_map(
 /// The replica files of a datanode under `dir`, by block id: (data file, meta files).
 fn replica_files(dir: &Path) -> HashMap<u64, (Option<PathBuf>, Vec<PathBuf>)> {
     let mut files = Vec::new();
-    walk(dir, &mut files);
+    support::walk_files(dir, &mut files);
     let mut replicas: HashMap<u64, (Option<PathBuf>, Vec<PathBuf>)> = HashMap::new();
     for path in files {
         let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();

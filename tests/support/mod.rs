@@ -849,3 +849,16 @@ pub fn assert_all_pass(client: &str, output: &Output, expected: &[String], clust
         );
     }
 }
+
+/// Appends every file under `dir` (recursively) to `out`; unreadable directories are skipped.
+pub fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
